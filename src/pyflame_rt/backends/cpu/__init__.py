@@ -1,0 +1,1 @@
+"""The CPU execution provider: kernels by category plus the planner/executor."""

@@ -1,0 +1,10 @@
+"""The graph IR: values, nodes, graphs, ordering, verification, printing, shape inference."""
+
+from __future__ import annotations
+
+from .graph import Graph, Node, Use, Value
+from .order import topological_order
+from .printer import format_graph
+from .verify import verify
+
+__all__ = ["Graph", "Node", "Use", "Value", "topological_order", "verify", "format_graph"]
