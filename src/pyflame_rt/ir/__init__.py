@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .graph import Graph, Node, Use, Value
+from .model import Model
 from .order import topological_order
 from .printer import format_graph
 from .verify import verify
 
-__all__ = ["Graph", "Node", "Use", "Value", "topological_order", "verify", "format_graph"]
+__all__ = ["Model", "Graph", "Node", "Use", "Value", "topological_order", "verify", "format_graph"]
