@@ -1,8 +1,9 @@
 """The operator registry: ``(domain, op_type, since_version) -> kernel``.
 
 A kernel is a plain function: inputs positional (``None`` for an omitted optional input),
-attributes keyword-only with the ONNX spelling and the spec's defaults. It returns one array,
-or a tuple/list with one entry per output. Two optional extras:
+attributes keyword-only with the ONNX spelling and the spec's defaults. It returns one value
+(an array; a Python list for a sequence; ``None`` for an empty optional), or a ``tuple`` with
+one entry per output when the op has several outputs. Two optional extras:
 
 * a keyword-only parameter ``_ctx`` receives a :class:`KernelContext` (number of outputs the
   node asks for, opset, the node, and a way to run subgraphs for control-flow ops);
