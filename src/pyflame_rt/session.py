@@ -282,13 +282,13 @@ def load_model(source: Any) -> Model:
     bytes of either, an ``onnx.ModelProto``, a ``pyflame_rt.ir.Model`` or a ``Graph`` (both
     copied, so the caller's object is never changed).
     """
-    from .io.onnx import from_onnx, load_onnx
-    from .io.pfm import is_pfm, load_pfm, loads_pfm
-
     if isinstance(source, Model):
         return clone_model(source)
     if isinstance(source, Graph):
         return Model(graph=clone_graph(source))
+    from .io.onnx import from_onnx, load_onnx
+    from .io.pfm import is_pfm, load_pfm, loads_pfm
+
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if is_pfm(data):

@@ -301,8 +301,18 @@ class GraphDecoder:
             vtype = decode_type(entry.get("type"), f"{at} type")
             if init_name in local:
                 raise InvalidModelError(f"{where}: initializer name {init_name!r} is used twice")
-            dtype = vtype.dtype if isinstance(vtype, TensorInfo) else None
-            value = graph.add_initializer(init_name, array, dtype=dtype)
+            stored = DType.from_numpy(array.dtype)
+            if vtype is not None:
+                # The declared type must describe the stored array, or kernels and the planner
+                # would be lied to about the constant they get.
+                if not isinstance(vtype, TensorInfo) or vtype.dtype is not stored or (
+                        vtype.shape is not None and (len(vtype.shape) != array.ndim or any(
+                            isinstance(d, int) and d != n
+                            for d, n in zip(vtype.shape, array.shape)))):
+                    raise InvalidModelError(
+                        f"{at}: declared type {_short(entry.get('type'))} does not match the "
+                        f"stored tensor ({stored.name} {list(array.shape)})")
+            value = graph.add_initializer(init_name, array, dtype=stored)
             if vtype is not None:
                 value.type = vtype
             value.doc_string = field(entry, "doc_string", str, at, "")

@@ -15,10 +15,29 @@ from ...ops import kernel
 from .math import _cast, _require_str, _widen, _widen16, erf
 
 __all__ = [
-    "relu", "leaky_relu", "prelu", "elu", "selu", "celu", "sigmoid", "hard_sigmoid",
-    "hard_swish", "tanh", "softplus", "softsign", "thresholded_relu", "shrink", "gelu", "mish",
-    "swish", "softmax_1", "softmax_13", "log_softmax_1", "log_softmax_13", "hardmax_1",
+    "celu",
+    "elu",
+    "gelu",
+    "hard_sigmoid",
+    "hard_swish",
+    "hardmax_1",
     "hardmax_13",
+    "leaky_relu",
+    "log_softmax_1",
+    "log_softmax_13",
+    "mish",
+    "prelu",
+    "relu",
+    "selu",
+    "shrink",
+    "sigmoid",
+    "softmax_1",
+    "softmax_13",
+    "softplus",
+    "softsign",
+    "swish",
+    "tanh",
+    "thresholded_relu",
 ]
 
 

@@ -22,11 +22,28 @@ from ...ops import kernel
 from .math import _cast, _widen, _widen16
 
 __all__ = [
-    "reduce_sum_1", "reduce_sum_13", "reduce_mean_1", "reduce_mean_18", "reduce_max_1",
-    "reduce_max_18", "reduce_min_1", "reduce_min_18", "reduce_prod_1", "reduce_prod_18",
-    "reduce_l1_1", "reduce_l1_18", "reduce_l2_1", "reduce_l2_18", "reduce_log_sum_1",
-    "reduce_log_sum_18", "reduce_log_sum_exp_1", "reduce_log_sum_exp_18",
-    "reduce_sum_square_1", "reduce_sum_square_18", "arg_max", "arg_min",
+    "arg_max",
+    "arg_min",
+    "reduce_l1_1",
+    "reduce_l1_18",
+    "reduce_l2_1",
+    "reduce_l2_18",
+    "reduce_log_sum_1",
+    "reduce_log_sum_18",
+    "reduce_log_sum_exp_1",
+    "reduce_log_sum_exp_18",
+    "reduce_max_1",
+    "reduce_max_18",
+    "reduce_mean_1",
+    "reduce_mean_18",
+    "reduce_min_1",
+    "reduce_min_18",
+    "reduce_prod_1",
+    "reduce_prod_18",
+    "reduce_sum_1",
+    "reduce_sum_13",
+    "reduce_sum_square_1",
+    "reduce_sum_square_18",
 ]
 
 # ---------------------------------------------------------------------------------------------

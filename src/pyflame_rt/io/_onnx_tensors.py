@@ -1,0 +1,458 @@
+"""ONNX ``TensorProto``/``SparseTensorProto``/``TypeProto`` <-> numpy arrays and value types.
+
+Every length and count in a tensor is checked against the data actually present (or the size
+of the external data file) before anything is allocated, so a malformed or hostile model fails
+with :class:`InvalidModelError` instead of a crash or an unbounded allocation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..errors import InvalidModelError, MemoryLimitError, NotImplementedFeatureError
+from ..types import DType, MapInfo, OptionalInfo, SequenceInfo, TensorInfo, ValueType
+
+__all__ = [
+    "TensorReader",
+    "array_to_sparse",
+    "array_to_tensor",
+    "packed_bytes",
+    "tensor_bit_width",
+    "type_from_proto",
+    "type_to_proto",
+]
+
+_PACKED_BITS = {DType.UINT4: 4, DType.INT4: 4, DType.FLOAT4E2M1: 4, DType.UINT2: 2, DType.INT2: 2}
+
+# Element types whose typed field is ``int32_data`` holding the bit pattern (not the value).
+_BITS_IN_INT32 = {
+    DType.FLOAT16: np.uint16, DType.BFLOAT16: np.uint16, DType.FLOAT8E4M3FN: np.uint8,
+    DType.FLOAT8E4M3FNUZ: np.uint8, DType.FLOAT8E5M2: np.uint8, DType.FLOAT8E5M2FNUZ: np.uint8,
+    DType.FLOAT8E8M0: np.uint8,
+}
+# Element types whose typed field is ``int32_data`` holding the value itself.
+_VALUES_IN_INT32 = {DType.INT32, DType.INT16, DType.INT8, DType.UINT16, DType.UINT8, DType.BOOL}
+
+
+def tensor_bit_width(dtype: DType) -> int:
+    """Bits per element in ONNX's packed storage (``raw_data`` / external data)."""
+    return _PACKED_BITS.get(dtype) or dtype.numpy.itemsize * 8
+
+
+def packed_bytes(dtype: DType, count: int) -> int:
+    """Bytes ``count`` elements of ``dtype`` take in ``raw_data``."""
+    return (count * tensor_bit_width(dtype) + 7) // 8
+
+
+def _dtype(elem_type: int, what: str) -> DType:
+    if elem_type == 0:
+        raise InvalidModelError(f"{what} has no element type (UNDEFINED)")
+    try:
+        return DType.from_onnx(elem_type)
+    except ValueError:
+        known = onnx.TensorProto.DataType.Name(elem_type) if elem_type in \
+            onnx.TensorProto.DataType.values() else None
+        detail = f" ({known}, not supported by PyFlameRT)" if known else ""
+        raise InvalidModelError(
+            f"{what} has unknown element type {elem_type}{detail}; supported element types: "
+            f"{', '.join(d.name for d in DType)}") from None
+
+
+# -- types ---------------------------------------------------------------------------------
+def type_from_proto(tp: onnx.TypeProto, what: str) -> ValueType | None:
+    """``TypeProto`` -> our value type; ``None`` when the proto carries no type."""
+    kind = tp.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind in ("tensor_type", "sparse_tensor_type"):
+        tt = getattr(tp, kind)
+        if tt.elem_type == 0:
+            # Some exporters write value_info entries with an unknown element type.
+            return None
+        dtype = _dtype(tt.elem_type, what)
+        shape = None
+        if tt.HasField("shape"):
+            dims: list[Any] = []
+            for d in tt.shape.dim:
+                which = d.WhichOneof("value")
+                if which == "dim_value" and d.dim_value >= 0:
+                    dims.append(int(d.dim_value))
+                elif which == "dim_param" and d.dim_param:
+                    dims.append(str(d.dim_param))
+                else:
+                    dims.append(None)
+            shape = tuple(dims)
+        return TensorInfo(dtype, shape)
+    if kind == "sequence_type":
+        st = tp.sequence_type
+        return SequenceInfo(type_from_proto(st.elem_type, what) if st.HasField("elem_type")
+                            else None)
+    if kind == "optional_type":
+        ot = tp.optional_type
+        return OptionalInfo(type_from_proto(ot.elem_type, what) if ot.HasField("elem_type")
+                            else None)
+    if kind == "map_type":
+        mt = tp.map_type
+        value = type_from_proto(mt.value_type, what) if mt.HasField("value_type") else None
+        return MapInfo(_dtype(mt.key_type, f"{what} (map key)"), value)
+    raise NotImplementedFeatureError(
+        f"{what} has an {kind.replace('_type', '')} type, which PyFlameRT does not support")
+
+
+def type_to_proto(vtype: ValueType | None) -> onnx.TypeProto:
+    """Our value type -> ``TypeProto`` (an empty proto for ``None``)."""
+    tp = onnx.TypeProto()
+    if vtype is None:
+        return tp
+    if isinstance(vtype, TensorInfo):
+        tp.tensor_type.elem_type = vtype.dtype.value
+        if vtype.shape is not None:
+            shape = tp.tensor_type.shape
+            shape.SetInParent()  # a scalar keeps an empty (but present) shape
+            for d in vtype.shape:
+                dim = shape.dim.add()
+                if isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+                    dim.dim_value = int(d)
+                elif isinstance(d, str) and d:
+                    dim.dim_param = d
+        return tp
+    if isinstance(vtype, SequenceInfo):
+        tp.sequence_type.SetInParent()
+        if vtype.elem is not None:
+            tp.sequence_type.elem_type.CopyFrom(type_to_proto(vtype.elem))
+        return tp
+    if isinstance(vtype, OptionalInfo):
+        tp.optional_type.SetInParent()
+        if vtype.elem is not None:
+            tp.optional_type.elem_type.CopyFrom(type_to_proto(vtype.elem))
+        return tp
+    if isinstance(vtype, MapInfo):
+        tp.map_type.key_type = vtype.key.value
+        if vtype.value is not None:
+            tp.map_type.value_type.CopyFrom(type_to_proto(vtype.value))
+        return tp
+    raise TypeError(f"not a value type: {vtype!r}")
+
+
+# -- tensors: proto -> numpy -------------------------------------------------------------------
+def _unpack(data: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """Split packed bytes into one element per byte, lowest bits first (ONNX's order)."""
+    per_byte = 8 // bits
+    mask = (1 << bits) - 1
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    out = (data[:, None] >> shifts[None, :]) & mask
+    return out.reshape(-1)[:count].astype(np.uint8)
+
+
+def _pack(arr: np.ndarray, bits: int) -> bytes:
+    """Inverse of :func:`_unpack`: low bits of each element, ``8 // bits`` per byte."""
+    per_byte = 8 // bits
+    flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8) & ((1 << bits) - 1)
+    pad = (-flat.size) % per_byte
+    if pad:
+        flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
+    groups = flat.reshape(-1, per_byte).astype(np.uint8)
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    return np.bitwise_or.reduce(groups << shifts[None, :], axis=1).astype(np.uint8).tobytes()
+
+
+def _decode_string(s: bytes) -> str | bytes:
+    try:
+        return s.decode("utf-8")
+    except UnicodeDecodeError:
+        return s  # not text: keep the bytes rather than corrupt them
+
+
+@dataclass
+class TensorReader:
+    """Turns tensor protos into numpy arrays, enforcing the size and external-data rules.
+
+    Attributes:
+        base_dir: Folder of the model file, against which external data locations resolve;
+            ``None`` when the model came from bytes (external data is then refused).
+        memory_limit: Largest total of tensor bytes to accept (``None``: no limit).
+        source: How to name the model in messages (its path, or ``<bytes>``).
+    """
+
+    base_dir: str | None = None
+    memory_limit: int | None = None
+    source: str = "the model"
+    total_bytes: int = 0
+    _real_base: str | None = field(default=None, repr=False)
+
+    def _charge(self, nbytes: int, what: str) -> None:
+        limit = self.memory_limit
+        if limit is None:
+            return
+        if nbytes > limit:
+            raise MemoryLimitError(
+                f"{what} needs {nbytes} bytes, more than memory_limit={limit}; raise the limit "
+                "or use a smaller model")
+        if self.total_bytes + nbytes > limit:
+            raise MemoryLimitError(
+                f"{what} brings the model's constant data to {self.total_bytes + nbytes} bytes, "
+                f"more than memory_limit={limit}; raise the limit or use a smaller model")
+        self.total_bytes += nbytes
+
+    def to_array(self, t: onnx.TensorProto, what: str) -> tuple[np.ndarray, DType]:
+        """Decode ``t`` into a writable, C-contiguous array of ``DType.numpy``."""
+        label = f"{what} {t.name!r}" if t.name and t.name not in what else what
+        if t.HasField("segment"):
+            raise NotImplementedFeatureError(
+                f"{label} is stored in segments, which PyFlameRT does not support; re-save the "
+                "model without segments")
+        dtype = _dtype(t.data_type, f"tensor {label}")
+        dims = [int(d) for d in t.dims]
+        if any(d < 0 for d in dims):
+            raise InvalidModelError(f"tensor {label} has a negative dimension {dims}")
+        count = math.prod(dims)
+        npdt = dtype.numpy
+        if dtype is not DType.STRING:
+            self._charge(count * npdt.itemsize, f"tensor {label}")
+
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            if dtype is DType.STRING:
+                raise InvalidModelError(f"string tensor {label} cannot use external data")
+            raw = self._read_external(t, label, packed_bytes(dtype, count))
+            return self._from_raw(raw, dtype, count, dims), dtype
+        if t.HasField("raw_data"):
+            if dtype is DType.STRING:
+                raise InvalidModelError(
+                    f"string tensor {label} uses raw_data; string tensors must use string_data")
+            raw = t.raw_data
+            expected = packed_bytes(dtype, count)
+            if len(raw) != expected:
+                raise InvalidModelError(
+                    f"tensor {label}: raw_data holds {len(raw)} bytes but shape {dims} of "
+                    f"{dtype.name} needs {expected}; the model file is corrupt or truncated")
+            return self._from_raw(np.frombuffer(raw, np.uint8), dtype, count, dims), dtype
+        return self._from_fields(t, dtype, count, dims, label), dtype
+
+    @staticmethod
+    def _from_raw(raw: np.ndarray, dtype: DType, count: int, dims: list[int]) -> np.ndarray:
+        bits = _PACKED_BITS.get(dtype)
+        if bits is not None:
+            return _unpack(raw, count, bits).view(dtype.numpy).reshape(dims)
+        if dtype is DType.BOOL:
+            return (raw != 0).reshape(dims)
+        arr = raw.view(dtype.numpy)
+        if sys.byteorder == "big" and dtype.numpy.itemsize > 1:  # ONNX stores little-endian
+            arr = arr.byteswap()
+        # Copy so the array owns writable memory (frombuffer views are read-only).
+        return arr.reshape(dims).copy()
+
+    @staticmethod
+    def _from_fields(t: onnx.TensorProto, dtype: DType, count: int, dims: list[int],
+                     label: str) -> np.ndarray:
+        if dtype is DType.STRING:
+            fld, per_elem = t.string_data, 1
+        elif dtype in (DType.FLOAT, DType.COMPLEX64):
+            fld, per_elem = t.float_data, 2 if dtype is DType.COMPLEX64 else 1
+        elif dtype in (DType.DOUBLE, DType.COMPLEX128):
+            fld, per_elem = t.double_data, 2 if dtype is DType.COMPLEX128 else 1
+        elif dtype is DType.INT64:
+            fld, per_elem = t.int64_data, 1
+        elif dtype in (DType.UINT32, DType.UINT64):
+            fld, per_elem = t.uint64_data, 1
+        else:
+            fld, per_elem = t.int32_data, 1
+        bits = _PACKED_BITS.get(dtype)
+        expected = (count * bits + 7) // 8 if bits else count * per_elem
+        if len(fld) != expected:
+            raise InvalidModelError(
+                f"tensor {label}: holds {len(fld)} values but shape {dims} of {dtype.name} "
+                f"needs {expected}; the model file is corrupt or truncated")
+        if dtype is DType.STRING:
+            arr = np.empty(count, dtype=object)
+            arr[:] = [_decode_string(s) for s in fld]
+            return arr.reshape(dims)
+        if bits is not None:
+            packed = np.array(fld, dtype=np.int64).astype(np.uint8)
+            return _unpack(packed, count, bits).view(dtype.numpy).reshape(dims)
+        if dtype in _BITS_IN_INT32:
+            store = _BITS_IN_INT32[dtype]
+            return np.array(fld, dtype=np.int64).astype(store).view(dtype.numpy).reshape(dims)
+        if dtype is DType.BOOL:
+            return (np.array(fld, dtype=np.int64) != 0).reshape(dims)
+        if dtype in (DType.COMPLEX64, DType.COMPLEX128):
+            real = np.float32 if dtype is DType.COMPLEX64 else np.float64
+            return np.array(fld, dtype=real).view(dtype.numpy).reshape(dims)
+        return np.array(fld, dtype=dtype.numpy).reshape(dims)
+
+    # -- external data -----------------------------------------------------------------------
+    def _read_external(self, t: onnx.TensorProto, label: str, nbytes: int) -> np.ndarray:
+        info = {e.key: e.value for e in t.external_data}
+        location = info.get("location", "")
+        if not location:
+            raise InvalidModelError(f"tensor {label} is marked external but names no location")
+        if self.base_dir is None:
+            raise InvalidModelError(
+                f"tensor {label} stores its data in external file {location!r}, but the model "
+                "was given as bytes/ModelProto without a folder; load it from its path or pass "
+                "base_dir=<folder of the model>")
+        if (os.path.isabs(location) or location.startswith(("/", "\\"))
+                or os.path.splitdrive(location)[0]):
+            raise InvalidModelError(
+                f"tensor {label}: external data location {location!r} is an absolute path; "
+                "only paths relative to the model's folder are allowed")
+        parts = location.replace("\\", "/").split("/")
+        if ".." in parts:
+            raise InvalidModelError(
+                f"tensor {label}: external data location {location!r} leaves the model's "
+                "folder ('..'); only files inside the model's folder are allowed")
+        if self._real_base is None:
+            self._real_base = os.path.realpath(self.base_dir)
+        path = os.path.join(self.base_dir, *parts)
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self._real_base]) != self._real_base:
+            raise InvalidModelError(
+                f"tensor {label}: external data file {location!r} resolves to {real!r}, outside "
+                f"the model's folder {self._real_base!r} (symlink?); refusing to read it")
+        try:
+            st = os.stat(real)
+        except OSError:
+            raise InvalidModelError(
+                f"tensor {label}: external data file {location!r} not found in "
+                f"{self.base_dir!r}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidModelError(
+                f"tensor {label}: external data location {location!r} is not a regular file")
+        size = st.st_size
+
+        def number(key: str) -> int | None:
+            text = info.get(key)
+            if text is None or text == "":
+                return None
+            try:
+                n = int(text)
+            except ValueError:
+                raise InvalidModelError(
+                    f"tensor {label}: external data {key} {text!r} is not an integer") from None
+            if n < 0:
+                raise InvalidModelError(f"tensor {label}: external data {key} {n} is negative")
+            return n
+
+        offset = number("offset") or 0
+        length = number("length")
+        if offset > size:
+            raise InvalidModelError(
+                f"tensor {label}: external data offset {offset} is beyond the end of "
+                f"{location!r} ({size} bytes)")
+        if length is not None and length != nbytes:
+            raise InvalidModelError(
+                f"tensor {label}: external data length {length} does not match the {nbytes} "
+                "bytes its shape and element type need")
+        if offset + nbytes > size:
+            raise InvalidModelError(
+                f"tensor {label}: external data needs bytes {offset}..{offset + nbytes} of "
+                f"{location!r}, but the file has only {size} bytes (truncated?)")
+        buf = np.empty(nbytes, dtype=np.uint8)
+        with open(real, "rb") as f:
+            f.seek(offset)
+            got = f.readinto(memoryview(buf))
+        if got != nbytes:
+            raise InvalidModelError(
+                f"tensor {label}: could read only {got} of {nbytes} bytes from {location!r}")
+        return buf
+
+    # -- sparse --------------------------------------------------------------------------------
+    def sparse_to_array(self, sp: onnx.SparseTensorProto, what: str) -> tuple[np.ndarray, DType]:
+        """Densify a ``SparseTensorProto`` (COO: linear ``[NNZ]`` or ``[NNZ, rank]`` indices)."""
+        name = sp.values.name
+        label = f"{what} {name!r}" if name and name not in what else what
+        dims = [int(d) for d in sp.dims]
+        if any(d < 0 for d in dims):
+            raise InvalidModelError(f"sparse tensor {label} has a negative dimension {dims}")
+        values, dtype = self.to_array(sp.values, f"values of sparse tensor {label}")
+        indices, _ = self.to_array(sp.indices, f"indices of sparse tensor {label}")
+        values = values.reshape(-1)
+        nnz = values.size
+        count = math.prod(dims)
+        if dtype is not DType.STRING:
+            self._charge(count * dtype.numpy.itemsize, f"sparse tensor {label}")
+        if indices.dtype.kind not in "iu":
+            raise InvalidModelError(f"sparse tensor {label}: indices must be integers")
+        indices = indices.astype(np.int64)
+        if indices.ndim == 1 and indices.size == nnz:
+            flat = indices
+        elif indices.ndim == 2 and indices.shape == (nnz, len(dims)):
+            if nnz and ((indices < 0).any() or (indices >= np.array(dims)).any()):
+                raise InvalidModelError(f"sparse tensor {label}: an index is out of range "
+                                        f"for shape {dims}")
+            flat = (np.ravel_multi_index(indices.T, dims) if nnz
+                    else np.zeros(0, np.int64))
+        else:
+            raise InvalidModelError(
+                f"sparse tensor {label}: indices of shape {list(indices.shape)} do not fit "
+                f"{nnz} values of a tensor of rank {len(dims)}")
+        if nnz and ((flat < 0).any() or (flat >= count).any()):
+            raise InvalidModelError(f"sparse tensor {label}: an index is out of range for "
+                                    f"shape {dims}")
+        dense = np.zeros(count, dtype=dtype.numpy)
+        if dtype is DType.STRING:
+            dense[:] = ""
+        dense[flat] = values
+        return dense.reshape(dims), dtype
+
+
+# -- tensors: numpy -> proto -------------------------------------------------------------------
+def _encode_string(s: Any) -> bytes:
+    if isinstance(s, bytes):
+        return s
+    if isinstance(s, np.bytes_):
+        return bytes(s)
+    return str(s).encode("utf-8")
+
+
+def array_to_tensor(arr: Any, name: str = "", dtype: DType | None = None) -> onnx.TensorProto:
+    """A numpy array (or scalar) -> ``TensorProto`` with ``raw_data`` (``string_data`` for text)."""
+    arr = np.asarray(arr)
+    if dtype is None:
+        dtype = DType.from_numpy(arr.dtype)
+    t = onnx.TensorProto()
+    t.name = name
+    t.data_type = dtype.value
+    t.dims.extend(int(d) for d in arr.shape)
+    if dtype is DType.STRING:
+        t.string_data.extend(_encode_string(s) for s in arr.reshape(-1).tolist())
+        return t
+    if arr.dtype != dtype.numpy:
+        arr = arr.astype(dtype.numpy)
+    bits = _PACKED_BITS.get(dtype)
+    if bits is not None:
+        t.raw_data = _pack(arr, bits)
+    elif dtype is DType.BOOL:
+        t.raw_data = np.ascontiguousarray(arr).view(np.uint8).tobytes()
+    else:
+        if sys.byteorder == "big" and arr.dtype.itemsize > 1:
+            arr = arr.byteswap()
+        t.raw_data = np.ascontiguousarray(arr).tobytes()
+    return t
+
+
+def array_to_sparse(arr: np.ndarray, name: str = "") -> onnx.SparseTensorProto:
+    """A dense array -> ``SparseTensorProto`` holding its non-zero entries (linear indices)."""
+    arr = np.asarray(arr)
+    flat = arr.reshape(-1)
+    if arr.dtype == object:
+        nz = np.array([i for i, s in enumerate(flat.tolist()) if s not in ("", b"")],
+                      dtype=np.int64)
+    dtype = DType.from_numpy(arr.dtype)
+    if arr.dtype != object:
+        # Compare in a wide native type: ml_dtypes' narrow types lack some ufunc loops.
+        wide = np.float64 if dtype.is_float else np.complex128 if arr.dtype.kind == "c" \
+            else np.int64 if dtype is not DType.BOOL else np.bool_
+        nz = np.flatnonzero(flat.astype(wide) != 0)
+    sp = onnx.SparseTensorProto()
+    sp.values.CopyFrom(array_to_tensor(flat[nz], name, dtype))
+    sp.indices.CopyFrom(array_to_tensor(nz.astype(np.int64), f"{name}_indices" if name else ""))
+    sp.dims.extend(int(d) for d in arr.shape)
+    return sp
