@@ -41,8 +41,12 @@ class ValidationError(InvalidArgumentError):
     """An input fed to ``run()`` does not match the model: name, dtype, rank or shape."""
 
 
-class MissingInputError(ValidationError):
-    """A required model input was not fed (ONNX Runtime raises ``ValueError`` here too)."""
+class MissingInputError(PyFlameRTError, ValueError):
+    """A required model input was not fed.
+
+    A plain ``ValueError`` (not ``InvalidArgument``), exactly as ONNX Runtime raises it, so
+    scripts that tell the two apart keep working.
+    """
 
 
 class InvalidModelError(PyFlameRTError):

@@ -209,29 +209,29 @@ class TensorReader:
             raise NotImplementedFeatureError(
                 f"{label} is stored in segments, which PyFlameRT does not support; re-save the "
                 "model without segments")
-        dtype = _dtype(t.data_type, f"tensor {label}")
+        dtype = _dtype(t.data_type, label)
         dims = [int(d) for d in t.dims]
         if any(d < 0 for d in dims):
-            raise InvalidModelError(f"tensor {label} has a negative dimension {dims}")
+            raise InvalidModelError(f"{label} has a negative dimension {dims}")
         count = math.prod(dims)
         npdt = dtype.numpy
         if dtype is not DType.STRING:
-            self._charge(count * npdt.itemsize, f"tensor {label}")
+            self._charge(count * npdt.itemsize, label)
 
         if t.data_location == onnx.TensorProto.EXTERNAL:
             if dtype is DType.STRING:
-                raise InvalidModelError(f"string tensor {label} cannot use external data")
+                raise InvalidModelError(f"{label} is a string tensor; those cannot use external data")
             raw = self._read_external(t, label, packed_bytes(dtype, count))
             return self._from_raw(raw, dtype, count, dims), dtype
         if t.HasField("raw_data"):
             if dtype is DType.STRING:
                 raise InvalidModelError(
-                    f"string tensor {label} uses raw_data; string tensors must use string_data")
+                    f"{label} uses raw_data; string tensors must use string_data")
             raw = t.raw_data
             expected = packed_bytes(dtype, count)
             if len(raw) != expected:
                 raise InvalidModelError(
-                    f"tensor {label}: raw_data holds {len(raw)} bytes but shape {dims} of "
+                    f"{label}: raw_data holds {len(raw)} bytes but shape {dims} of "
                     f"{dtype.name} needs {expected}; the model file is corrupt or truncated")
             return self._from_raw(np.frombuffer(raw, np.uint8), dtype, count, dims), dtype
         return self._from_fields(t, dtype, count, dims, label), dtype
@@ -268,7 +268,7 @@ class TensorReader:
         expected = (count * bits + 7) // 8 if bits else count * per_elem
         if len(fld) != expected:
             raise InvalidModelError(
-                f"tensor {label}: holds {len(fld)} values but shape {dims} of {dtype.name} "
+                f"{label}: holds {len(fld)} values but shape {dims} of {dtype.name} "
                 f"needs {expected}; the model file is corrupt or truncated")
         if dtype is DType.STRING:
             arr = np.empty(count, dtype=object)
@@ -292,21 +292,21 @@ class TensorReader:
         info = {e.key: e.value for e in t.external_data}
         location = info.get("location", "")
         if not location:
-            raise InvalidModelError(f"tensor {label} is marked external but names no location")
+            raise InvalidModelError(f"{label} is marked external but names no location")
         if self.base_dir is None:
             raise InvalidModelError(
-                f"tensor {label} stores its data in external file {location!r}, but the model "
+                f"{label} stores its data in external file {location!r}, but the model "
                 "was given as bytes/ModelProto without a folder; load it from its path or pass "
                 "base_dir=<folder of the model>")
         if (os.path.isabs(location) or location.startswith(("/", "\\"))
                 or os.path.splitdrive(location)[0]):
             raise InvalidModelError(
-                f"tensor {label}: external data location {location!r} is an absolute path; "
+                f"{label}: external data location {location!r} is an absolute path; "
                 "only paths relative to the model's folder are allowed")
         parts = location.replace("\\", "/").split("/")
         if ".." in parts:
             raise InvalidModelError(
-                f"tensor {label}: external data location {location!r} leaves the model's "
+                f"{label}: external data location {location!r} leaves the model's "
                 "folder ('..'); only files inside the model's folder are allowed")
         if self._real_base is None:
             self._real_base = os.path.realpath(self.base_dir)
@@ -314,17 +314,17 @@ class TensorReader:
         real = os.path.realpath(path)
         if os.path.commonpath([real, self._real_base]) != self._real_base:
             raise InvalidModelError(
-                f"tensor {label}: external data file {location!r} resolves to {real!r}, outside "
+                f"{label}: external data file {location!r} resolves to {real!r}, outside "
                 f"the model's folder {self._real_base!r} (symlink?); refusing to read it")
         try:
             st = os.stat(real)
         except OSError:
             raise InvalidModelError(
-                f"tensor {label}: external data file {location!r} not found in "
+                f"{label}: external data file {location!r} not found in "
                 f"{self.base_dir!r}") from None
         if not stat.S_ISREG(st.st_mode):
             raise InvalidModelError(
-                f"tensor {label}: external data location {location!r} is not a regular file")
+                f"{label}: external data location {location!r} is not a regular file")
         size = st.st_size
 
         def number(key: str) -> int | None:
@@ -335,24 +335,24 @@ class TensorReader:
                 n = int(text)
             except ValueError:
                 raise InvalidModelError(
-                    f"tensor {label}: external data {key} {text!r} is not an integer") from None
+                    f"{label}: external data {key} {text!r} is not an integer") from None
             if n < 0:
-                raise InvalidModelError(f"tensor {label}: external data {key} {n} is negative")
+                raise InvalidModelError(f"{label}: external data {key} {n} is negative")
             return n
 
         offset = number("offset") or 0
         length = number("length")
         if offset > size:
             raise InvalidModelError(
-                f"tensor {label}: external data offset {offset} is beyond the end of "
+                f"{label}: external data offset {offset} is beyond the end of "
                 f"{location!r} ({size} bytes)")
         if length is not None and length != nbytes:
             raise InvalidModelError(
-                f"tensor {label}: external data length {length} does not match the {nbytes} "
+                f"{label}: external data length {length} does not match the {nbytes} "
                 "bytes its shape and element type need")
         if offset + nbytes > size:
             raise InvalidModelError(
-                f"tensor {label}: external data needs bytes {offset}..{offset + nbytes} of "
+                f"{label}: external data needs bytes {offset}..{offset + nbytes} of "
                 f"{location!r}, but the file has only {size} bytes (truncated?)")
         buf = np.empty(nbytes, dtype=np.uint8)
         with open(real, "rb") as f:
@@ -360,7 +360,7 @@ class TensorReader:
             got = f.readinto(memoryview(buf))
         if got != nbytes:
             raise InvalidModelError(
-                f"tensor {label}: could read only {got} of {nbytes} bytes from {location!r}")
+                f"{label}: could read only {got} of {nbytes} bytes from {location!r}")
         return buf
 
     # -- sparse --------------------------------------------------------------------------------
@@ -370,31 +370,31 @@ class TensorReader:
         label = f"{what} {name!r}" if name and name not in what else what
         dims = [int(d) for d in sp.dims]
         if any(d < 0 for d in dims):
-            raise InvalidModelError(f"sparse tensor {label} has a negative dimension {dims}")
-        values, dtype = self.to_array(sp.values, f"values of sparse tensor {label}")
-        indices, _ = self.to_array(sp.indices, f"indices of sparse tensor {label}")
+            raise InvalidModelError(f"{label} has a negative dimension {dims}")
+        values, dtype = self.to_array(sp.values, f"values of {label}")
+        indices, _ = self.to_array(sp.indices, f"indices of {label}")
         values = values.reshape(-1)
         nnz = values.size
         count = math.prod(dims)
         if dtype is not DType.STRING:
-            self._charge(count * dtype.numpy.itemsize, f"sparse tensor {label}")
+            self._charge(count * dtype.numpy.itemsize, label)
         if indices.dtype.kind not in "iu":
-            raise InvalidModelError(f"sparse tensor {label}: indices must be integers")
+            raise InvalidModelError(f"{label}: indices must be integers")
         indices = indices.astype(np.int64)
         if indices.ndim == 1 and indices.size == nnz:
             flat = indices
         elif indices.ndim == 2 and indices.shape == (nnz, len(dims)):
             if nnz and ((indices < 0).any() or (indices >= np.array(dims)).any()):
-                raise InvalidModelError(f"sparse tensor {label}: an index is out of range "
+                raise InvalidModelError(f"{label}: an index is out of range "
                                         f"for shape {dims}")
             flat = (np.ravel_multi_index(indices.T, dims) if nnz
                     else np.zeros(0, np.int64))
         else:
             raise InvalidModelError(
-                f"sparse tensor {label}: indices of shape {list(indices.shape)} do not fit "
+                f"{label}: indices of shape {list(indices.shape)} do not fit "
                 f"{nnz} values of a tensor of rank {len(dims)}")
         if nnz and ((flat < 0).any() or (flat >= count).any()):
-            raise InvalidModelError(f"sparse tensor {label}: an index is out of range for "
+            raise InvalidModelError(f"{label}: an index is out of range for "
                                     f"shape {dims}")
         dense = np.zeros(count, dtype=dtype.numpy)
         if dtype is DType.STRING:

@@ -10,12 +10,12 @@ import importlib.util
 
 from .provider import CPUExecutionProvider
 
-__all__ = ["CPUExecutionProvider", "KERNEL_MODULES"]
+__all__ = ["KERNEL_MODULES", "CPUExecutionProvider"]
 
 #: Kernel modules, by category; each registers its kernels on import.
 KERNEL_MODULES = (
     "math", "activation", "reduction", "tensor", "indexing", "linalg", "nn", "pooling",
-    "normalization",
+    "normalization", "control_flow",
 )
 
 for _name in KERNEL_MODULES:

@@ -33,7 +33,7 @@ from ...ir.order import _captured
 from ...ops import KernelContext, KernelDef, SpecializeContext, lookup
 from ..base import CompileOptions, Plan
 
-__all__ = ["CPUPlan", "compile_plan", "ProfileEvent"]
+__all__ = ["CPUPlan", "ProfileEvent", "compile_plan"]
 
 _DEBUG_ENV = "PYFLAME_RT_DEBUG"
 
@@ -233,7 +233,7 @@ class CPUPlan(Plan):
                     result = step.fn(*args, _ctx=self._context(step, env, run_options))
                 else:
                     result = step.fn(*args)
-            except Exception as exc:  # noqa: BLE001 - re-raised with the node attached
+            except Exception as exc:
                 raise self._kernel_error(step, args, exc) from exc
             self._store(step, result, env)
             for s in step.frees:
@@ -253,7 +253,7 @@ class CPUPlan(Plan):
                     result = step.fn(*args, _ctx=self._context(step, env, run_options))
                 else:
                     result = step.fn(*args)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._kernel_error(step, args, exc) from exc
             dur = time.perf_counter_ns() - start
             self._store(step, result, env)

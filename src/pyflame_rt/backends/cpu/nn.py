@@ -30,6 +30,8 @@ __all__ = [
     "dropout_12",
     "pad_spatial",
     "resolve_padding",
+    "spatial_ints",
+    "tap_view",
 ]
 
 # Largest im2col buffer (in elements) built in one piece; bigger convolutions are done in
@@ -55,7 +57,8 @@ def _to_compute(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == ct else x.astype(ct)
 
 
-def _ints(value: Any, n: int, default: int, name: str) -> tuple[int, ...]:
+def spatial_ints(value: Any, n: int, default: int, name: str) -> tuple[int, ...]:
+    """An ints attribute with ``n`` values (``default`` repeated when absent)."""
     if value is None:
         return (default,) * n
     vals = tuple(int(v) for v in np.asarray(value).reshape(-1))
@@ -140,7 +143,7 @@ def pad_spatial(x: np.ndarray, begin: Sequence[int], end: Sequence[int],
     return out
 
 
-def _tap(xp: np.ndarray, offsets: Sequence[int], strides: Sequence[int],
+def tap_view(xp: np.ndarray, offsets: Sequence[int], strides: Sequence[int],
          out_shape: Sequence[int]) -> np.ndarray:
     """The strided view ``xp[..., off + s*o]`` for every output position ``o`` (one kernel tap)."""
     return xp[(Ellipsis, *(slice(off, off + s * (o - 1) + 1, s)
@@ -186,9 +189,9 @@ def _conv_core(x: np.ndarray, w: np.ndarray, begin: Sequence[int], end: Sequence
                 for t, off in enumerate(taps):
                     wt = wr[c0:c1, :, t].reshape(wshape)
                     if t == 0:
-                        np.multiply(_tap(xb, off, strides, out_shape), wt, out=yb)
+                        np.multiply(tap_view(xb, off, strides, out_shape), wt, out=yb)
                     else:
-                        np.multiply(_tap(xb, off, strides, out_shape), wt, out=tmp)
+                        np.multiply(tap_view(xb, off, strides, out_shape), wt, out=tmp)
                         yb += tmp
         return y.reshape(n, m, *out_shape)
 
@@ -253,8 +256,8 @@ def conv(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, *, auto_pad:
                          f"{W.shape[1]} x group {group} = {W.shape[1] * group}")
     if W.shape[0] % group:
         raise ValueError(f"Conv: {W.shape[0]} output channels are not divisible by group {group}")
-    strides_ = _ints(strides, nsp, 1, "strides")
-    dil = _ints(dilations, nsp, 1, "dilations")
+    strides_ = spatial_ints(strides, nsp, 1, "strides")
+    dil = spatial_ints(dilations, nsp, 1, "dilations")
     begin, end, out_shape = resolve_padding(auto_pad, X.shape[2:], ksp, strides_, dil, pads)
     x = _to_compute(X)
     w = W.astype(x.dtype, copy=False)
@@ -282,8 +285,8 @@ def conv_integer(x: np.ndarray, w: np.ndarray, x_zero_point: np.ndarray | None =
     if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
         raise ValueError(f"ConvInteger: X channels {x.shape[1]} / W shape {w.shape} do not "
                          f"match group {group}")
-    strides_ = _ints(strides, nsp, 1, "strides")
-    dil = _ints(dilations, nsp, 1, "dilations")
+    strides_ = spatial_ints(strides, nsp, 1, "strides")
+    dil = spatial_ints(dilations, nsp, 1, "dilations")
     begin, end, out_shape = resolve_padding(auto_pad, x.shape[2:], ksp, strides_, dil, pads)
     xzp = _int_zero_point(x_zero_point, "x_zero_point")
     wzp = _int_zero_point(w_zero_point, "w_zero_point")
@@ -321,9 +324,9 @@ def conv_transpose(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, *,
     mg = W.shape[1]
     m = mg * group
     cg = c // group
-    strides_ = _ints(strides, nsp, 1, "strides")
-    dil = _ints(dilations, nsp, 1, "dilations")
-    out_pad = _ints(output_padding, nsp, 0, "output_padding")
+    strides_ = spatial_ints(strides, nsp, 1, "strides")
+    dil = spatial_ints(dilations, nsp, 1, "dilations")
+    out_pad = spatial_ints(output_padding, nsp, 0, "output_padding")
     auto = _auto_pad_str(auto_pad)
     dk = [(k - 1) * d + 1 for k, d in zip(ksp, dil)]
     # Extent of the un-cropped result: every input position scattered through the whole kernel.
