@@ -156,12 +156,12 @@ def iter_cases(kind: str) -> Iterator[tuple[str, onnx.ModelProto, list, float, f
 
 
 def run_case(name: str, model: onnx.ModelProto, data_sets: list, rtol: float,
-             atol: float) -> CaseResult:
+             atol: float, runtime=backend) -> CaseResult:
     start = time.perf_counter()
     try:
         with _time_limit(CASE_SECONDS), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rep = backend.prepare(model, "CPU")
+            rep = runtime.prepare(model, "CPU")
             for inputs, expected in data_sets:
                 outputs = rep.run(inputs)
                 Runner.assert_similar_outputs(expected, list(outputs), rtol=rtol, atol=atol)
@@ -172,12 +172,21 @@ def run_case(name: str, model: onnx.ModelProto, data_sets: list, rtol: float,
     return CaseResult(name, True, "", time.perf_counter() - start)
 
 
-def run_suite(kind: str, pattern: str | None = None) -> list[CaseResult]:
+def onnxruntime_backend():
+    """ONNX Runtime's own ``onnx.backend`` implementation, for side-by-side counts."""
+    import onnxruntime
+    import onnxruntime.backend
+
+    onnxruntime.set_default_logger_severity(3)
+    return onnxruntime.backend
+
+
+def run_suite(kind: str, pattern: str | None = None, runtime=backend) -> list[CaseResult]:
     results = []
     for name, model, sets, rtol, atol in iter_cases(kind):
         if pattern and not re.search(pattern, name):
             continue
-        results.append(run_case(name, model, sets, rtol, atol))
+        results.append(run_case(name, model, sets, rtol, atol, runtime))
     return results
 
 
@@ -187,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
                                          "pytorch-operator", "light"])
     parser.add_argument("-k", dest="pattern", help="regex selecting case names")
     parser.add_argument("-v", action="store_true", help="print every case")
+    parser.add_argument("--onnxruntime", action="store_true",
+                        help="run ONNX Runtime's backend instead, for comparison")
     args = parser.parse_args(argv)
-    results = run_suite(args.kind, args.pattern)
+    runtime = onnxruntime_backend() if args.onnxruntime else backend
+    results = run_suite(args.kind, args.pattern, runtime)
     for r in results:
         if args.v or not r.passed:
             print(f"{'PASS' if r.passed else 'FAIL'} {r.name} ({r.seconds:.2f}s) {r.message}")

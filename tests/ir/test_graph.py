@@ -57,7 +57,7 @@ def test_value_cannot_have_two_producers():
 
 
 def test_replace_input_moves_the_use():
-    g, x, relu, neg = chain()
+    g, _x, relu, neg = chain()
     z = g.add_input(Value("z", F32))
     neg.replace_input(0, z)
     assert uses(relu.outputs[0]) == []
@@ -87,7 +87,7 @@ def test_set_inputs_and_append_input():
 
 
 def test_replace_all_uses_with_moves_every_use():
-    g, x, relu, neg = chain()
+    g, x, relu, _neg = chain()
     extra = g.make_node("Abs", relu.outputs)
     g.add_output(extra.outputs[0])
     moved = relu.outputs[0].replace_all_uses_with(x)
@@ -100,7 +100,7 @@ def test_replace_all_uses_with_moves_every_use():
 
 
 def test_replace_all_uses_with_keeps_graph_output_name_by_renaming():
-    g, x, relu, neg = chain()
+    g, _x, relu, neg = chain()
     old = neg.outputs[0]
     old_name = old.name
     sig = g.make_node("Sigmoid", relu.outputs)
@@ -132,9 +132,6 @@ def test_replace_all_uses_with_interface_value_inserts_identity(kind):
     verify(g)
 
 
-@pytest.mark.xfail(reason="graph.py bug: replace_all_uses_with leaves the old value with the "
-                          "name given to the replacement (duplicate names) when the old "
-                          "producer stays; fix proposed", strict=True)
 def test_replace_all_uses_with_leaves_no_duplicate_names():
     g = Graph()
     x = g.add_input(Value("x", F32))
@@ -145,18 +142,29 @@ def test_replace_all_uses_with_leaves_no_duplicate_names():
     relu = g.make_node("Relu", [x])
     a.replace_all_uses_with(relu.outputs[0])  # Split stays: b is still an output
     assert g.outputs[0] is relu.outputs[0] and relu.outputs[0].name == "split_out0"
-    verify(g)  # fails: 'a' is still called split_out0 too
+    assert a.name != "split_out0"  # the replaced value was renamed
+    verify(g)
 
 
 def test_replace_all_uses_with_also_redirects_the_replacements_own_input():
     # Documented hazard (as in torch.fx without delete_user_cb): a node built on the old value
     # is one of its uses, so redirecting *all* uses makes it read its own output.
-    g, x, relu, neg = chain()
+    g, _x, relu, _neg = chain()
     sig = g.make_node("Sigmoid", relu.outputs)
     relu.outputs[0].replace_all_uses_with(sig.outputs[0])
     assert sig.inputs == (sig.outputs[0],)
     with pytest.raises(InvalidGraphError, match="reads its own output"):
         verify(g)
+
+
+def test_replace_all_uses_with_except_nodes_keeps_the_replacements_input():
+    g, _x, relu, neg = chain()
+    sig = g.make_node("Sigmoid", relu.outputs)
+    relu.outputs[0].replace_all_uses_with(sig.outputs[0], except_nodes=(sig,))
+    assert sig.inputs == (relu.outputs[0],)
+    assert neg.inputs == (sig.outputs[0],)
+    g.sort()
+    verify(g)
 
 
 def test_consumers_and_has_other_uses():
@@ -215,7 +223,7 @@ def test_unique_name_never_repeats_across_the_model():
 
 
 def test_make_node_names_and_insertion_points():
-    g, x, relu, neg = chain()
+    g, x, relu, _neg = chain()
     first = g.make_node("Abs", [x], before=relu, name="abs")
     after = g.make_node("Exp", [x], after=relu, num_outputs=2)
     named = g.make_node("Sin", [x], output_names=["sin_y"])
@@ -247,7 +255,7 @@ def test_remove_node_safe_refuses_and_unsafe_removes():
 
 
 def test_remove_input_and_initializer_refusals():
-    g, x, relu, neg = chain()
+    g, x, relu, _neg = chain()
     w = g.add_initializer("w", np.zeros(4, np.float32))
     add = g.make_node("Add", [relu.outputs[0], w])
     with pytest.raises(InvalidGraphError, match="cannot remove graph input 'x'.*Relu"):
@@ -279,7 +287,7 @@ def test_overridable_initializer_and_duplicates():
 
 
 def test_scopes_lookup_and_all_nodes():
-    g, x, relu, neg = chain()
+    g, x, _relu, neg = chain()
     sub = Graph("body", parent=g)
     inner = sub.make_node("Abs", [x])
     sub.add_output(inner.outputs[0])

@@ -796,7 +796,7 @@ def test_loop_with_changing_rank_falls_back_to_dtype():
 
 
 def test_loop_body_signature_checked():
-    g, node, body = loop_graph()
+    g, _node, body = loop_graph()
     body._inputs.pop()  # simulate a malformed import
     with pytest.raises(InvalidGraphError, match="Loop body has 3 inputs"):
         infer_shapes(g)
@@ -864,3 +864,232 @@ def test_unregistered_op_with_subgraph_is_unknown(clean_registry):
     assert infer_shapes(g) == 0 and node.outputs[0].type is None
     with pytest.raises(InvalidGraphError, match="subgraph attributes"):
         infer_shapes(g, strict=True)
+
+
+# -- shape data: folding and symbolic entries ---------------------------------------------------
+def test_reshape_solves_minus_one_as_a_symbol_and_copies_zero_dims():
+    g = Graph()
+    x = g.add_input(Value("x", t("N", 3)))
+    r1 = g.make_node("Reshape", [x, g.add_initializer("s1", np.array([3, -1], np.int64))])
+    y = g.add_input(Value("y", t("B", "S", 4)))
+    r2 = g.make_node("Reshape", [y, g.add_initializer("s2", np.array([0, 0, 2, 2], np.int64))])
+    r3 = g.make_node("Reshape", [y, g.add_initializer("s3", np.array([-1, 4], np.int64))])
+    z = g.add_input(Value("z", t(0, 4)))
+    r4 = g.make_node("Reshape", [z, g.add_initializer("s4", np.array([0, 8], np.int64))],
+                     attrs={"allowzero": 1})
+    infer_shapes(g)
+    assert r1.outputs[0].type == t(3, "N")  # 3N elements / 3
+    assert r2.outputs[0].type == t("B", "S", 2, 2)
+    assert r3.outputs[0].type == t(None, 4)  # B*S is not one symbol
+    assert r4.outputs[0].type == t(0, 8)
+    # The symbolic answers hold for every concrete N, B, S: check against a run.
+    for shapes in ({"x": (5, 3), "y": (2, 7, 4), "z": (0, 4)},):
+        concrete = Graph()
+        for v in g.inputs:
+            concrete.add_input(Value(v.name, TensorInfo(v.type.dtype, shapes[v.name])))
+        for name, init in g.initializers.items():
+            concrete.add_initializer(name, init.const_value)
+        for node in g.nodes:
+            concrete.make_node(node.op_type, [concrete.find_value(v.name) for v in node.inputs],
+                               attrs=node.attrs, output_names=[node.outputs[0].name])
+        infer_shapes(concrete)
+        assert_matches_run(concrete)
+        assert concrete.find_value(r1.outputs[0].name).type == t(3, 5)
+
+
+def test_symbolic_shape_arithmetic():
+    g = Graph()
+    x = g.add_input(Value("x", t("N", 3, "S")))
+    shape = g.make_node("Shape", [x])
+    mul = g.make_node("Mul", [shape.outputs[0],
+                              g.add_initializer("m", np.array([1, 2, 1], np.int64))])
+    div = g.make_node("Div", [mul.outputs[0],
+                              g.add_initializer("d", np.array([1, 3, 1], np.int64))])
+    add = g.make_node("Add", [div.outputs[0],
+                              g.add_initializer("z", np.array([0], np.int64))])
+    sub = g.make_node("Sub", [add.outputs[0],
+                              g.add_initializer("o", np.array(0, np.int64))])
+    one = g.add_initializer("one", np.array([1, 1, 1], np.int64))
+    mul_rev = g.make_node("Mul", [one, sub.outputs[0]])
+    add_rev = g.make_node("Add", [g.add_initializer("zeros", np.zeros(3, np.int64)),
+                                  mul_rev.outputs[0]])
+    twice = g.make_node("Mul", [add_rev.outputs[0], add_rev.outputs[0]])
+    zeros = g.make_node("ConstantOfShape", [add_rev.outputs[0]])
+    zeros2 = g.make_node("ConstantOfShape", [twice.outputs[0]])
+    plus1 = g.make_node("Add", [shape.outputs[0], g.add_initializer("p1", np.ones(1, np.int64))])
+    zeros3 = g.make_node("ConstantOfShape", [plus1.outputs[0]])
+    for n in (zeros, zeros2, zeros3):
+        g.add_output(n.outputs[0])
+    infer_shapes(g)
+    assert zeros.outputs[0].type == t("N", 2, "S")
+    assert zeros2.outputs[0].type == t(None, 4, None)  # N*N is not representable
+    assert zeros3.outputs[0].type == t(None, 4, None)  # N+1 neither
+
+
+def test_symbolic_shape_data_through_slice_squeeze_cast_concat():
+    g = Graph()
+    x = g.add_input(Value("x", t("B", "S", 16)))
+    shape = g.make_node("Shape", [x])
+    last2 = g.make_node("Slice", [shape.outputs[0],
+                                  g.add_initializer("st", np.array([-2], np.int64)),
+                                  g.add_initializer("en", np.array([99], np.int64)),
+                                  g.add_initializer("ax", np.array([0], np.int64)),
+                                  g.add_initializer("sp", np.array([1], np.int64))])
+    rev = g.make_node("Slice", [shape.outputs[0],
+                                g.add_initializer("st2", np.array([-1], np.int64)),
+                                g.add_initializer("en2", np.array([-99], np.int64)),
+                                g.add_initializer("ax2", np.array([0], np.int64)),
+                                g.add_initializer("sp2", np.array([-1], np.int64))])
+    first = g.make_node("Slice", [shape.outputs[0],
+                                  g.add_initializer("st3", np.array([0], np.int64)),
+                                  g.add_initializer("en3", np.array([1], np.int64))])
+    batch = g.make_node("Squeeze", [first.outputs[0], g.add_initializer("a0", np.array([0]))])
+    batch_all = g.make_node("Squeeze", [first.outputs[0]])
+    b32 = g.make_node("Cast", batch.outputs, attrs={"to": DType.INT32.value})
+    b64 = g.make_node("Cast", b32.outputs, attrs={"to": I64.value})
+    b1 = g.make_node("Unsqueeze", [b64.outputs[0], g.add_initializer("a1", np.array([-1]))])
+    b1_all = g.make_node("Unsqueeze", [batch_all.outputs[0], g.add_initializer("a2",
+                                                                             np.array([0]))])
+    target = g.make_node("Concat", [b1.outputs[0], b1_all.outputs[0], last2.outputs[0]],
+                         attrs={"axis": -1})
+    zeros = g.make_node("ConstantOfShape", target.outputs)
+    zeros_rev = g.make_node("ConstantOfShape", rev.outputs)
+    g.add_output(zeros.outputs[0])
+    g.add_output(zeros_rev.outputs[0])
+    infer_shapes(g)
+    assert zeros.outputs[0].type == t("B", "B", "S", 16)
+    assert zeros_rev.outputs[0].type == t(16, "S", "B")
+
+
+def test_constant_folding_helpers_match_a_run():
+    g = Graph()
+    x = g.add_input(Value("x", t(2, 3)))
+    ints = g.make_node("Constant", [], attrs={"value_ints": [4, 3]})
+    one = g.make_node("Constant", [], attrs={"value_int": 1})
+    fl = g.make_node("Constant", [], attrs={"value_floats": [1.5, 3.0]})
+    fone = g.make_node("Constant", [], attrs={"value_float": 2.0})
+    unsq = g.make_node("Unsqueeze", [one.outputs[0], g.add_initializer("a", np.array([0]))])
+    cat = g.make_node("Concat", [unsq.outputs[0], ints.outputs[0]], attrs={"axis": 0})
+    grid = g.make_node("ConstantOfShape", [cat.outputs[0]],
+                       attrs={"value": np.array([1], np.int64)})
+    as_shape = g.make_node("Shape", grid.outputs)
+    flat = g.make_node("Reshape", [grid.outputs[0], g.add_initializer("f", np.array([0, -1]))])
+    picked = g.make_node("Gather", [flat.outputs[0], g.add_initializer("i", np.array([0]))],
+                         attrs={"axis": 1})
+    sq = g.make_node("Squeeze", [picked.outputs[0], g.add_initializer("s", np.array([1]))])
+    casted = g.make_node("Cast", fl.outputs, attrs={"to": I64.value})
+    fdiv = g.make_node("Div", [fl.outputs[0], fone.outputs[0]])
+    identity = g.make_node("Identity", as_shape.outputs)
+    tiled = g.make_node("Expand", [x, g.make_node("Concat", [sq.outputs[0], casted.outputs[0]],
+                                                  attrs={"axis": 0}).outputs[0]])
+    for n in (identity, tiled, fdiv):
+        g.add_output(n.outputs[0])
+    infer_shapes(g)
+    st = si._State(None, dict(g.opset_imports), False)
+    si._infer_graph(g, st)
+    np.testing.assert_array_equal(st.consts[id(identity.outputs[0])], [1, 4, 3])
+    np.testing.assert_array_equal(st.consts[id(casted.outputs[0])], [1, 3])
+    assert tiled.outputs[0].type == t(1, 2, 3)
+    assert_matches_run(g)
+
+
+def test_size_shape_start_end_and_gather_out_of_range():
+    g = Graph()
+    x = g.add_input(Value("x", t("N", 5, 6)))
+    y = g.add_input(Value("y", t(2, 5)))
+    size = g.make_node("Size", [y])
+    size_sym = g.make_node("Size", [x])
+    mid = g.make_node("Shape", [x], attrs={"start": 1, "end": -1})
+    shape = g.make_node("Shape", [x])
+    oob = g.make_node("Gather", [shape.outputs[0], g.add_initializer("i9", np.array(9))])
+    picked = g.make_node("Gather", [shape.outputs[0], g.add_initializer("ij", np.array([-1, 0]))])
+    zeros = g.make_node("ConstantOfShape", picked.outputs)
+    g.add_output(zeros.outputs[0])
+    st = si._State(None, dict(g.opset_imports), False)
+    si._infer_graph(g, st)
+    assert int(st.consts[id(size.outputs[0])]) == 10
+    assert id(size_sym.outputs[0]) not in st.consts
+    np.testing.assert_array_equal(st.consts[id(mid.outputs[0])], [5])
+    assert st.data_of(oob.outputs[0]) is None
+    assert st.shape_data[id(picked.outputs[0])].dims == (6, "N")
+    infer_shapes(g)
+    assert zeros.outputs[0].type == t(6, "N")
+
+
+def test_large_constants_are_not_computed():
+    g = Graph()
+    a = g.add_initializer("a", np.ones((4096, 1), np.int64))
+    b = g.add_initializer("b", np.ones((1, 4096), np.int64))
+    add = g.make_node("Add", [a, b])
+    big = g.add_initializer("big", np.arange(4000, dtype=np.int64).reshape(1, 4000))
+    gathered = g.make_node("Gather", [big, g.add_initializer("idx", np.zeros(2, np.int64))])
+    big_cos = g.make_node("ConstantOfShape", [g.add_initializer("s", np.array([100, 100]))])
+    g.add_output(add.outputs[0])
+    st = si._State(None, dict(g.opset_imports), False)
+    si._infer_graph(g, st)
+    assert st.consts == {}  # 16M, 8000 and 10000 elements: refused
+    infer_shapes(g)
+    assert add.outputs[0].type == t(4096, 4096, dtype=I64)
+    assert gathered.outputs[0].type == t(2, 4000, dtype=I64)
+    assert big_cos.outputs[0].type == t(100, 100)
+
+
+def test_expand_broadcast_rules_and_error():
+    g = Graph()
+    x = g.add_input(Value("x", t("N", 1, None, 1)))
+    like = g.add_input(Value("like", t(1, "M", 5, 7, "K")))
+    exp = g.make_node("Expand", [x, g.make_node("Shape", [like]).outputs[0]])
+    g.add_output(exp.outputs[0])
+    infer_shapes(g)
+    # N vs M: unknown; 1 vs 5; None vs 7; 1 vs K; leading 1 from the target.
+    assert exp.outputs[0].type == t(1, None, 5, 7, "K")
+    bad = Graph()
+    x = bad.add_input(Value("x", t("N", 3)))
+    like = bad.add_input(Value("like", t("N", 4)))
+    bad.make_node("Expand", [x, bad.make_node("Shape", [like]).outputs[0]], name="expand")
+    with pytest.raises(InvalidGraphError, match=r"Expand 'expand'.*dims 3 and 4"):
+        infer_shapes(bad)
+
+
+def test_attribute_conversion_matches_onnx_helper():
+    A = onnx.AttributeProto
+    cases = [
+        ("f", np.float32(0.5), A.FLOAT, helper.make_attribute("f", 0.5)),
+        ("f1", np.array([0.25]), A.FLOAT, helper.make_attribute("f1", 0.25)),
+        ("i", True, A.INT, helper.make_attribute("i", 1)),
+        ("fs", np.array([1, 2]), A.FLOATS, helper.make_attribute("fs", [1.0, 2.0])),
+        ("is", (np.int32(1), 2), A.INTS, helper.make_attribute("is", [1, 2])),
+        ("ss", ["a", "b"], A.STRINGS, helper.make_attribute("ss", ["a", "b"])),
+        ("ts", [np.zeros(2, np.float32)], A.TENSORS,
+         helper.make_attribute("ts", [numpy_helper.from_array(np.zeros(2, np.float32))])),
+        ("tp", [t(1)], A.TYPE_PROTOS,
+         helper.make_attribute("tp", [helper.make_tensor_type_proto(1, [1])])),
+        ("t", np.ones(2, np.int64), None,
+         helper.make_attribute("t", numpy_helper.from_array(np.ones(2, np.int64)))),
+        ("l", [np.int64(3), 4], None, helper.make_attribute("l", [3, 4])),
+        ("tl", [np.ones(1, np.float32)], None,
+         helper.make_attribute("tl", [numpy_helper.from_array(np.ones(1, np.float32))])),
+        ("ty", t("N"), None, helper.make_attribute("ty", helper.make_tensor_type_proto(1,
+                                                                                       ["N"]))),
+        ("s", "edge", None, helper.make_attribute("s", "edge")),
+    ]
+    for name, value, attr_type, expected in cases:
+        assert si._attribute_proto(name, value, attr_type) == expected, name
+
+
+def test_unconvertible_attribute_leaves_node_untyped_or_strict_error():
+    g = Graph()
+    x = g.add_input(Value("x", t(2)))
+    odd = g.make_node("LeakyRelu", [x], attrs={"alpha": object()}, name="odd")
+    assert infer_shapes(g) == 0 and odd.outputs[0].type is None
+    with pytest.raises(InvalidGraphError, match="'odd'.*attribute alpha=.*cannot be written"):
+        infer_shapes(g, strict=True)
+
+
+def test_malformed_node_for_folding_is_left_to_onnx():
+    g = Graph()
+    x = g.add_input(Value("x", t(2, 3)))
+    gather = g.make_node("Gather", [x], name="short")  # indices missing
+    with pytest.raises(InvalidGraphError, match="'short'"):
+        infer_shapes(g)
+    assert gather.outputs[0].type is None

@@ -418,7 +418,8 @@ def array_to_tensor(arr: Any, name: str = "", dtype: DType | None = None) -> onn
     if dtype is None:
         dtype = DType.from_numpy(arr.dtype)
     t = onnx.TensorProto()
-    t.name = name
+    if name:
+        t.name = name
     t.data_type = dtype.value
     t.dims.extend(int(d) for d in arr.shape)
     if dtype is DType.STRING:

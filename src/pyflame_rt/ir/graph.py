@@ -107,24 +107,32 @@ class Value:
         return any(all(use.node is not a for a in allowed) for use in self._uses)
 
     # -- editing ---------------------------------------------------------------------------
-    def replace_all_uses_with(self, other: Value) -> int:
+    def replace_all_uses_with(self, other: Value, *, except_nodes: tuple[Node, ...] = ()
+                              ) -> int:
         """Make every reader of this value read ``other``; graph outputs are redirected too.
 
+        Readers in ``except_nodes`` keep reading this value (pass the node that computes
+        ``other`` from this value, so it does not end up reading its own output).
+
         Returns how many uses moved. The graph output keeps its *name*: when this value is a
-        graph output, ``other`` takes this value's name if ``other`` is not itself an input,
-        initializer or output, so the model's interface never changes.
+        graph output, ``other`` takes this value's name (this value is renamed) if ``other``
+        is not itself an interface value; otherwise an Identity keeps the name.
         """
         if other is self:
             return 0
         moved = 0
         for node, index in list(self._uses):
+            if any(node is n for n in except_nodes):
+                continue
             node.replace_input(index, other)
             moved += 1
         graph = self.graph
-        if graph is not None:
+        if graph is not None and self.is_graph_output:
+            keep = self.name
+            self.name = graph.unique_name(keep)
             for i, out in enumerate(graph.outputs):
                 if out is self:
-                    graph._set_output(i, other, keep_name=self.name)
+                    graph._set_output(i, other, keep_name=keep)
                     moved += 1
         return moved
 

@@ -400,6 +400,10 @@ class _OnnxFailure(Exception):
     pass
 
 
+class _AttributeFailure(_OnnxFailure):
+    """An attribute value ONNX cannot represent (e.g. an importer's own object)."""
+
+
 def _find_schema(op_type: str, domain: str, opset_imports: dict[str, int]) -> OpSchema | None:
     domain = _norm_domain(domain)
     version = opset_imports.get(domain)
@@ -480,7 +484,8 @@ def _onnx_infer(schema: OpSchema, inputs: Sequence[tuple[ValueType | None, Any] 
         try:
             node.attribute.append(_attribute_proto(key, value, attr_type))
         except (TypeError, ValueError) as exc:
-            raise _OnnxFailure(f"attribute {key}={value!r} cannot be converted: {exc}") from None
+            raise _AttributeFailure(f"attribute {key}={value!r} cannot be written as an ONNX "
+                                    f"attribute ({exc})") from None
     opsets = [helper.make_opsetid(d, v) for d, v in opset_imports.items()]
     try:
         result = onnx.shape_inference.infer_node_outputs(
@@ -580,8 +585,10 @@ def _fold_gather(node: Node, st: _State, in_types: list) -> list[_Folded]:
         return [None]
     arr = st.const_of(node.inputs[0])
     if arr is not None and arr.ndim > 0:
+        if arr.size // max(arr.shape[axis % arr.ndim], 1) * indices.size > _MAX_CONST_ELEMS:
+            return [None]
         try:
-            return [_small(np.take(arr, indices.astype(np.int64), axis=axis))]
+            return [np.take(arr, indices.astype(np.int64), axis=axis)]
         except IndexError:
             return [None]  # ONNX's inference reports invalid indices where it can
     data = st.data_of(node.inputs[0])
@@ -708,6 +715,12 @@ def _fold_arith(node: Node, st: _State, in_types: list) -> list[_Folded]:
     if a is not None and b is not None:
         if a.dtype != b.dtype or a.dtype.kind not in "iuf":
             return [None]
+        try:  # refuse before computing: two small inputs can broadcast to a huge result
+            size = int(np.prod(np.broadcast_shapes(a.shape, b.shape), dtype=np.int64))
+        except ValueError:
+            return [None]
+        if size > _MAX_CONST_ELEMS:
+            return [None]
         with np.errstate(all="ignore"):
             if node.op_type == "Div":
                 if a.dtype.kind in "iu":
@@ -794,7 +807,7 @@ def _broadcast_dim(a: Any, b: Any) -> Any:
         return a
     if isinstance(a, int) and isinstance(b, int):
         raise _OnnxFailure(f"dims {a} and {b} cannot be broadcast")
-    if isinstance(a, int) and a is not None:
+    if isinstance(a, int):
         return a  # the other side must be 1 or equal at run time
     if isinstance(b, int):
         return b
@@ -911,6 +924,8 @@ def _infer_node(node: Node, st: _State) -> None:
             try:
                 outs = _onnx_infer(schema, args, node.attrs, node.attr_types,
                                    len(node.outputs), st.opset_imports)
+            except _AttributeFailure as exc:
+                outs = _unknown_op(node, st, str(exc))
             except _OnnxFailure as exc:
                 raise _inference_error(node, in_types, str(exc)) from None
     outs = list(outs[:len(node.outputs)]) + [None] * (len(node.outputs) - len(outs))
@@ -918,7 +933,11 @@ def _infer_node(node: Node, st: _State) -> None:
     if domain == "":
         folder = _FOLDERS.get(node.op_type)
         if folder is not None and node.outputs and node.outputs[0] is not None:
-            folded = folder(node, st, in_types)[0]
+            try:
+                folded = folder(node, st, in_types)[0]
+            except Exception:  # noqa: BLE001
+                # Folding is best effort; a malformed node is ONNX's inference's to report.
+                folded = None
             out = node.outputs[0]
             if isinstance(folded, _ShapeData) and folded.is_concrete():
                 folded = folded.to_array()
@@ -986,7 +1005,8 @@ def infer_shapes(graph: Graph, *, input_shapes: dict[str, tuple] | None = None,
             ``opset_imports`` choose the op versions).
         input_shapes: Graph input name -> shape overriding the declared one, e.g.
             ``{"x": (8, 3, 224, 224)}`` when compiling a plan for concrete shapes. Dims must
-            agree with the declared fixed dims. The inputs' types are updated too.
+            agree with the declared fixed dims. The inputs' types are updated too, so
+            specialize a copy (``clone_graph``) to keep the symbolic graph for other shapes.
         strict: Raise ``InvalidGraphError`` for an op whose outputs cannot be inferred at all
             (a custom op with no registered shape function) instead of leaving them untyped.
 

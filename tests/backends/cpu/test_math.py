@@ -182,6 +182,18 @@ def test_special_values():
         check(fn, op, [x], opset=13)
 
 
+def test_erf_float32_within_two_ulp():
+    # float32 Erf is a polynomial approximation; compare with the stdlib on a dense grid.
+    x = np.concatenate([np.linspace(-6, 6, 20001), [1.0, 2.5, 4.0, -1.0, -2.5, -4.0, 1e-30]])
+    x = x.astype(np.float32)
+    expected = np.array([math.erf(float(v)) for v in x], dtype=np.float32)
+    got = cpu_math.erf_(x)
+    assert got.dtype == np.float32
+    ulps = np.abs(got.view(np.int32).astype(np.int64) - expected.view(np.int32).astype(np.int64))
+    assert ulps.max() <= 2, f"max error {ulps.max()} ulp at x={x[ulps.argmax()]}"
+    assert np.signbit(cpu_math.erf_(np.array([-0.0], np.float32)))[0]
+
+
 def test_erf_float64_is_exact():
     # onnx.reference computes Erf in float32 whatever the input type; the stdlib is exact.
     x = np.linspace(-4, 4, 41)

@@ -211,7 +211,8 @@ def test_resolve_padding_ceil_mode_drops_window_starting_in_padding():
     begin, end, out = resolve_padding("NOTSET", [5], [2], [2], [1], [1, 1], ceil_mode=1)
     assert (begin, end, out) == ((1,), (1,), (3,))
     assert resolve_padding("NOTSET", [5], [2], [2], [1], [1, 1])[2] == (3,)
-    assert resolve_padding("NOTSET", [6], [2], [2], [1], [0, 1], ceil_mode=1)[2] == (4,)
+    assert resolve_padding("NOTSET", [7], [2], [2], [1], [0, 0], ceil_mode=1)[2] == (4,)
+    assert resolve_padding("NOTSET", [7], [2], [2], [1], [0, 0], ceil_mode=0)[2] == (3,)
 
 
 # ------------------------------------------------------------------------------ ConvTranspose
@@ -250,6 +251,27 @@ def test_conv_transpose_2d_against_onnxruntime(attrs, group, m_per_group, kernel
     rng = np.random.default_rng(10)
     inputs = _ct_inputs(rng, (2, 4, 4, 4), m_per_group, group, kernel)
     _check_ort(conv_transpose, "ConvTranspose", inputs, {**attrs, "group": group})
+
+
+@pytest.mark.parametrize("attrs", [a for a in CT_ATTRS_2D if "output_shape" not in a
+                                   and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")])
+def test_conv_transpose_1x1_kernel_smaller_than_stride(attrs):
+    # Gaps between the scattered inputs are zero (+ bias). (With SAME padding ONNX Runtime
+    # departs from the spec's output size in*stride here, so only explicit pads are compared.)
+    rng = np.random.default_rng(22)
+    inputs = _ct_inputs(rng, (1, 3, 4, 4), 2, 1, (1, 1))
+    _check_ort(conv_transpose, "ConvTranspose", inputs, attrs)
+
+
+def test_conv_transpose_same_upper_output_is_input_times_stride():
+    rng = np.random.default_rng(23)
+    x, w, b = _ct_inputs(rng, (1, 2, 4, 3), 2, 1, (1, 1))
+    got = conv_transpose(x, w, b, strides=[2, 2], auto_pad="SAME_UPPER")
+    assert got.shape == (1, 2, 8, 6)
+    # The data covers the first 7 x 5 positions; the rest is only the bias.
+    inner = onnxruntime("ConvTranspose", [x, w, b], {"strides": [2, 2]})[0]
+    assert_close(got[:, :, :7, :5], inner, **F32_TOL)
+    assert_close(got[:, :, 7, :], np.broadcast_to(b[None, :, None], (1, 2, 6)), **F32_TOL)
 
 
 @pytest.mark.parametrize("attrs", [a for a in CT_ATTRS_2D

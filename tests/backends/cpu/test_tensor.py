@@ -266,6 +266,16 @@ def test_slice_dtypes(dtype):
     check_kernel(T.slice_10, "Slice", [sample((3, 4), dtype), i64(-1), i64(0), i64(1), i64(-1)])
 
 
+@pytest.mark.parametrize("dim, start, end, step", [(2, -7, -3, -1), (3, -6, -4, -2),
+                                                   (4, -9, INT_MIN, -1), (5, 9, -9, -2)])
+def test_slice_negative_step_clamps_start_like_spec(dim, start, end, step):
+    # The spec clamps a (negative-step) start below 0 up to 0, so element 0 is kept; ONNX
+    # Runtime does this, while the reference uses Python slicing and returns nothing.
+    x = np.arange(dim, dtype=np.float32)
+    inputs = [x, i64(start), i64(end), i64(0), i64(step)]
+    assert_close(T.slice_10(*inputs), onnxruntime("Slice", inputs)[0])
+
+
 def test_slice_empty_axis_negative_step():
     x = np.zeros((0, 3), np.float32)
     check_kernel(T.slice_10, "Slice", [x, i64(-1), i64(INT_MIN), i64(0), i64(-1)])
@@ -794,9 +804,12 @@ def test_range_half_precision_27():
         check_kernel(T.range_, "Range", inputs, opset=27)
 
 
-def test_range_zero_delta():
+def test_range_errors():
     with pytest.raises(ValueError, match="delta must not be 0"):
         T.range_(np.array(0, np.int64), np.array(3, np.int64), np.array(0, np.int64))
+    with pytest.raises(ValueError, match="no finite count"):
+        T.range_(np.array(0, np.float32), np.array(np.inf, np.float32),
+                 np.array(1, np.float32))
 
 
 # --------------------------------------------------------------------- block & matrix ops

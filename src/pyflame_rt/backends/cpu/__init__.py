@@ -15,7 +15,8 @@ __all__ = ["KERNEL_MODULES", "CPUExecutionProvider"]
 #: Kernel modules, by category; each registers its kernels on import.
 KERNEL_MODULES = (
     "math", "activation", "reduction", "tensor", "indexing", "linalg", "nn", "pooling",
-    "normalization", "control_flow",
+    "normalization", "control_flow", "fused", "attention", "loss", "image", "signal",
+    "quantization", "sequence", "string", "rnn", "random", "ml", "training",
 )
 
 for _name in KERNEL_MODULES:

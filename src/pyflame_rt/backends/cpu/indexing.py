@@ -21,7 +21,6 @@ __all__ = [
     "gather_nd",
     "non_zero",
     "one_hot",
-    "one_hot_9",
     "reverse_sequence",
     "scatter",
     "scatter_elements",
@@ -37,7 +36,7 @@ _ML_FLOATS = {np.dtype(t) for t in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
                                     ml_dtypes.float8_e5m2fnuz)}
 
 
-def _indices(idx: np.ndarray, dim: int, op: str, what: str = "index") -> np.ndarray:
+def _indices(idx: np.ndarray, dim: int, op: str, where: str = "") -> np.ndarray:
     """Integer indices checked against ``[-dim, dim-1]`` and made non-negative (int64)."""
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu":
@@ -48,8 +47,8 @@ def _indices(idx: np.ndarray, dim: int, op: str, what: str = "index") -> np.ndar
     bad = (idx < -dim) | (idx >= dim)
     if bad.any():
         first = int(idx[bad].reshape(-1)[0])
-        raise ValueError(f"{op}: {what} {first} is out of range for an axis of size {dim} "
-                         f"(valid: [{-dim}, {dim - 1}])")
+        raise ValueError(f"{op}: index {first}{where} is out of range for an axis of size "
+                         f"{dim} (valid: [{-dim}, {dim - 1}])")
     return np.where(idx < 0, idx + dim, idx) if (idx < 0).any() else idx
 
 
@@ -105,10 +104,10 @@ def gather_nd(data: np.ndarray, indices: np.ndarray, *, batch_dims: int = 0) -> 
     nidx = math.prod(indices.shape[b:-1])
     flat_data = data.reshape((nbatch,) + data.shape[b:])
     flat_idx = indices.reshape(nbatch, nidx, m)
-    key = [np.arange(nbatch)[:, None]]
+    key = [np.broadcast_to(np.arange(nbatch)[:, None], (nbatch, nidx))]
     for j in range(m):
         key.append(_indices(flat_idx[..., j], data.shape[b + j], "GatherND",
-                            f"index (position {j} of the last dim)"))
+                            f" (entry {j} of the index tuples)"))
     out = flat_data[tuple(key)]  # (nbatch, nidx) + data.shape[b+m:]
     return out.reshape(indices.shape[:-1] + data.shape[b + m:])
 
@@ -175,14 +174,18 @@ def scatter_nd(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, *,
         raise ValueError(f"ScatterND: updates shape {updates.shape} must be {expected} "
                          f"(indices.shape[:-1] + data.shape[{k}:])")
     key = tuple(_indices(indices[..., j], data.shape[j], "ScatterND",
-                         f"index (position {j} of the last dim)") for j in range(k))
+                         f" (entry {j} of the index tuples)") for j in range(k))
     return _scatter_into(data, key, updates, reduction, "ScatterND")
 
 
 # ------------------------------------------------------------------------------ OneHot
 
-def _one_hot(indices: np.ndarray, depth: np.ndarray, values: np.ndarray, axis: int,
-             wrap_negative: bool) -> np.ndarray:
+@kernel("OneHot", since=9)
+def one_hot(indices: np.ndarray, depth: np.ndarray, values: np.ndarray, *,
+            axis: int = -1) -> np.ndarray:
+    """ONNX OneHot-9/11: one-hot along ``axis``; indices in [-depth, depth-1], others all off."""
+    # OneHot-9's text leaves negative indices "off", but ONNX Runtime and onnx.reference wrap
+    # them at opset 9 too (as OneHot-11 specifies); models rely on that, so we do the same.
     dep = np.asarray(depth).reshape(-1)
     if dep.size != 1:
         raise ValueError(f"OneHot: depth must hold one value, got shape {np.shape(depth)}")
@@ -198,26 +201,11 @@ def _one_hot(indices: np.ndarray, depth: np.ndarray, values: np.ndarray, axis: i
         raise ValueError(f"OneHot: axis={axis} is out of range for output rank {out_rank}")
     idx = np.asarray(indices)
     idx = (np.trunc(idx) if idx.dtype.kind == "f" else idx).astype(np.int64)
-    if wrap_negative:
-        idx = np.where(idx < 0, idx + n, idx)
+    idx = np.where(idx < 0, idx + n, idx)
     # Indices outside [0, depth) match no position and give an all-off row.
     hot = idx[..., None] == np.arange(n, dtype=np.int64)
     out = np.where(hot, vals[1], vals[0]).astype(vals.dtype, copy=False)
     return np.moveaxis(out, -1, axis)
-
-
-@kernel("OneHot", since=9)
-def one_hot_9(indices: np.ndarray, depth: np.ndarray, values: np.ndarray, *,
-              axis: int = -1) -> np.ndarray:
-    """ONNX OneHot-9: one-hot along ``axis``; indices outside [0, depth) give all off."""
-    return _one_hot(indices, depth, values, axis, wrap_negative=False)
-
-
-@kernel("OneHot", since=11)
-def one_hot(indices: np.ndarray, depth: np.ndarray, values: np.ndarray, *,
-            axis: int = -1) -> np.ndarray:
-    """ONNX OneHot-11: one-hot along ``axis``; negative indices count back from depth."""
-    return _one_hot(indices, depth, values, axis, wrap_negative=True)
 
 
 # -------------------------------------------------------------------------------- TopK

@@ -128,24 +128,70 @@ def _require_str(value, name: str, allowed: tuple[str, ...]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# erf: numpy has none, so it is a numba ufunc over libm's erf, compiled on first use.
+# erf. numpy has none. float64 uses libm's erf (exact); float32 uses piecewise polynomials that
+# LLVM can vectorize, since numba compiles math.erf to one scalar libm call per element (about
+# 6x slower). The loops are compiled by numba on first use and cached on disk.
+#
+# erf(t), t = |x|, is t * P0(2t^2 - 1) on [0, 1), P1((t - 1.75) / 0.75) on [1, 2.5) and
+# P2((t - 3.25) / 0.75) on [2.5, 4); it rounds to 1 in float32 from 4 on. The coefficients
+# (highest power first) are least-squares Chebyshev fits of math.erf at 4000 Chebyshev nodes
+# per interval, converted to powers: max abs error 1.6e-8, under half a float32 ulp of 1.
+_ERF_P0 = (1.2316401729179468e-06, -1.766908081238413e-05, 0.00021751198975790325,
+           -0.0022854195288915455, 0.0198524977227796, -0.14053609728153735,
+           0.9654687386375509)
+_ERF_P1 = (-1.8886233474043228e-05, 6.474366162382733e-05, 6.64662629165302e-05,
+           -0.0008058083173135103, 0.0015986155955035818, 0.0015705942941283786,
+           -0.015220626814300706, 0.03803536574220489, -0.051950319542786255,
+           0.03958123350592224, 0.9866716702913432)
+_ERF_P2 = (-8.254535908722165e-06, 2.659981123492412e-05, -4.6903680846966826e-05,
+           7.165763143696015e-05, -9.065911499837272e-05, 8.336952907848281e-05,
+           -5.3363792974843894e-05, 2.1835405915681205e-05, 0.9999956972853457)
 
-def _erf_scalar(v):
-    return math.erf(v)
+
+def _erf_f32_loop(x, out):  # compiled by numba; x and out are 1-D float32
+    for i in range(x.size):
+        v = np.float64(x[i])
+        t = abs(v)
+        # Every piece is evaluated and one selected: branch-free code vectorizes.
+        u = 2.0 * t * t - 1.0
+        r0 = _ERF_P0[0]
+        for k in range(1, len(_ERF_P0)):
+            r0 = r0 * u + _ERF_P0[k]
+        u = (t - 1.75) * (1.0 / 0.75)
+        r1 = _ERF_P1[0]
+        for k in range(1, len(_ERF_P1)):
+            r1 = r1 * u + _ERF_P1[k]
+        u = (t - 3.25) * (1.0 / 0.75)
+        r2 = _ERF_P2[0]
+        for k in range(1, len(_ERF_P2)):
+            r2 = r2 * u + _ERF_P2[k]
+        r = t * r0 if t < 1.0 else (r1 if t < 2.5 else (r2 if t < 4.0 else 1.0))
+        r = r if t == t else v  # NaN stays NaN
+        out[i] = math.copysign(r, v)
+
+
+def _erf_f64_loop(x, out):  # compiled by numba; x and out are 1-D float64
+    for i in range(x.size):
+        out[i] = math.erf(x[i])
 
 
 @functools.cache
-def _erf_ufunc():
+def _erf_loops():
     import numba  # imported lazily: only models with Erf/Gelu pay for the JIT
 
-    return numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)(_erf_scalar)
+    # "contract" allows FMA only: unlike full fastmath it keeps NaN/inf semantics.
+    jit = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+    return {np.dtype(np.float32): jit(_erf_f32_loop), np.dtype(np.float64): jit(_erf_f64_loop)}
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """Elementwise error function of a float32/float64 array (other floats: use float32)."""
+    """Elementwise error function: float64 stays float64, every other float gives float32."""
     if x.dtype != np.float64 and x.dtype != np.float32:
         x = x.astype(np.float32)
-    return np.asarray(_erf_ufunc()(x))
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _erf_loops()[x.dtype](x.reshape(-1), out.reshape(-1))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,13 +373,16 @@ def min_(*data: np.ndarray) -> np.ndarray:
 
 
 def _clip(x: np.ndarray, lo, hi) -> np.ndarray:
-    # max first, then min: when lo > hi every element becomes hi, as the spec says.
-    out = _widen(x)
-    if lo is not None:
-        out = np.maximum(out, lo)
-    if hi is not None:
-        out = np.minimum(out, hi)
-    if out is x:
+    # numpy clips as min(max(x, lo), hi): when lo > hi every element becomes hi, as the spec
+    # says. NaN stays NaN.
+    w = _widen(x)
+    if lo is not None and hi is not None:
+        out = np.clip(w, lo, hi)
+    elif lo is not None:
+        out = np.maximum(w, lo)
+    elif hi is not None:
+        out = np.minimum(w, hi)
+    else:
         return x.copy()
     return _cast(out, x.dtype)
 

@@ -342,7 +342,9 @@ def conv_transpose(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, *,
                                  f"spatial axis ({nsp})")
         else:
             osh = [i * s for i, s in zip(in_sp, strides_)]
-        total = [f + op - o for f, op, o in zip(full, out_pad, osh)]
+        # A requested output larger than the data gets zeros at the end (as ONNX Runtime):
+        # negative totals pad nothing.
+        total = [max(0, f + op - o) for f, op, o in zip(full, out_pad, osh)]
         # ONNX (opset 11 text) and ONNX Runtime: the odd element goes to the end for
         # SAME_UPPER, to the beginning otherwise.
         if auto == "SAME_UPPER":

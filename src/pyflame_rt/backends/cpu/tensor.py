@@ -545,6 +545,8 @@ def _from_strings(x: np.ndarray, dtype: DType, saturate: int, round_mode: str) -
 
 def _to_float8e8m0(x: np.ndarray, saturate: int, round_mode: str) -> np.ndarray:
     """Powers of two 2**(b-127), b in [0, 254]; 0xFF is NaN (the only special value)."""
+    if isinstance(round_mode, bytes):
+        round_mode = round_mode.decode()
     if round_mode not in ("up", "down", "nearest"):
         raise ValueError(f"Cast: round_mode must be 'up', 'down' or 'nearest', got "
                          f"{round_mode!r}")
@@ -756,7 +758,10 @@ def range_(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, *,
     compute = np.float32 if dtype in (np.float16, np.dtype(ml_dtypes.bfloat16)) and \
         stash_type == 1 else dtype
     s, lim, d = (np.asarray(v, dtype=compute) for v in (s, lim, d))
-    n = max(math.ceil(float(lim - s) / float(d)), 0)
+    count = float(lim - s) / float(d)
+    if not math.isfinite(count):
+        raise ValueError(f"Range: start={s}, limit={lim}, delta={d} give no finite count")
+    n = max(math.ceil(count), 0)
     return (s + np.arange(n, dtype=compute) * d).astype(dtype)
 
 
