@@ -1,8 +1,10 @@
 """CPU kernels for ONNX activation functions and Softmax / LogSoftmax / Hardmax.
 
 Single-ufunc activations compute in the input dtype; formulas of several steps compute float16
-and the ml_dtypes floats in float32 and round once at the end. Exponentials are arranged so
-they never overflow (Sigmoid and Softplus on ``-|x|``, Softmax after subtracting the maximum).
+and the ml_dtypes floats in float32 and round once at the end. No overflow turns into NaN:
+Softplus exponentiates ``-|x|``, Softmax subtracts the maximum first, and Sigmoid's ``exp(-x)``
+overflows only to inf where ``1 / (1 + inf) = 0`` is the right answer. Large temporaries are
+updated in place: on big tensors fresh buffers cost page faults, not just flops.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ def leaky_relu(x: np.ndarray, *, alpha: float = 0.01) -> np.ndarray:
     # max(x, alpha*x) picks x for x >= 0 and alpha*x below when alpha <= 1; min when alpha > 1.
     # Exact, and without np.where, which is several times slower than a ufunc.
     w, alpha = _widen(x), float(alpha)
-    return _cast((np.maximum if alpha <= 1 else np.minimum)(w, w * alpha), x.dtype)
+    out = w * alpha
+    (np.maximum if alpha <= 1 else np.minimum)(out, w, out=out)
+    return _cast(out, x.dtype)
 
 
 @kernel("PRelu", since=7)
@@ -139,7 +143,11 @@ def hard_sigmoid(x: np.ndarray, *, alpha: float = 0.2, beta: float = 0.5) -> np.
 def hard_swish(x: np.ndarray) -> np.ndarray:
     """ONNX HardSwish-14/22: X * max(0, min(1, X / 6 + 0.5))."""
     w = _widen16(x)
-    return _cast(w * np.clip(w * (1 / 6) + 0.5, 0, 1), x.dtype)
+    out = w * (1 / 6)
+    out += 0.5
+    np.clip(out, 0, 1, out=out)
+    out *= w
+    return _cast(out, x.dtype)
 
 
 @kernel("Tanh", since=6)
@@ -150,7 +158,12 @@ def tanh(x: np.ndarray) -> np.ndarray:
 
 def _softplus(w: np.ndarray) -> np.ndarray:
     # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|.
-    return np.maximum(w, 0) + np.log1p(np.exp(-np.abs(w)))
+    out = np.abs(w)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(w, 0)
+    return out
 
 
 @kernel("Softplus", since=1)
@@ -190,9 +203,18 @@ def gelu(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
     approximate = _require_str(approximate, "approximate", ("none", "tanh"))
     w = _widen16(x)
     if approximate == "tanh":
-        inner = math.sqrt(2 / math.pi) * (w + 0.044715 * w * w * w)
-        return _cast(0.5 * w * (1 + np.tanh(inner)), x.dtype)
-    return _cast(0.5 * w * (1 + erf(w * (1 / math.sqrt(2)))), x.dtype)
+        out = w * w
+        out *= 0.044715
+        out += 1
+        out *= w
+        out *= math.sqrt(2 / math.pi)
+        np.tanh(out, out=out)
+    else:
+        out = erf(w * (1 / math.sqrt(2)))
+    out += 1
+    out *= w
+    out *= 0.5
+    return _cast(out, x.dtype)
 
 
 @kernel("Mish", since=18)
@@ -200,7 +222,10 @@ def mish(x: np.ndarray) -> np.ndarray:
     """ONNX Mish-18/22: X * tanh(softplus(X))."""
     w = _widen16(x)
     with _quiet():
-        return _cast(w * np.tanh(_softplus(w)), x.dtype)
+        out = _softplus(w)
+    np.tanh(out, out=out)
+    out *= w
+    return _cast(out, x.dtype)
 
 
 @kernel("Swish", since=24)

@@ -1,7 +1,8 @@
 """CPU kernels for elementwise math, comparison, logical and bitwise ONNX ops.
 
-Everything is vectorized numpy. Binary ops use numpy (multidirectional) broadcasting, which is
-ONNX broadcasting from opset 7 on; incompatible shapes raise numpy's ``ValueError``. The narrow
+Everything is vectorized numpy except erf, a numba loop. Binary ops use numpy (multidirectional)
+broadcasting, which is ONNX broadcasting from opset 7 on; incompatible shapes raise numpy's
+``ValueError``. The narrow
 float types that numpy only knows through ``ml_dtypes`` (bfloat16, float8) are computed in
 float32 and cast back, so no kernel depends on which ufuncs ``ml_dtypes`` happens to provide.
 Results are always arrays (0-d for scalars), never numpy scalars.

@@ -28,6 +28,7 @@ __all__ = [
     "dropout_7",
     "dropout_10",
     "dropout_12",
+    "output_wanted",
     "pad_spatial",
     "resolve_padding",
     "spatial_ints",
@@ -395,8 +396,16 @@ def conv_transpose(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, *,
     return y.astype(X.dtype, copy=False)
 
 
+def output_wanted(_ctx: Any, index: int) -> bool:
+    """Whether the node asks for its output ``index`` (present, not an omitted optional)."""
+    if _ctx is None or getattr(_ctx, "noutputs", 1) <= index:
+        return False
+    present = getattr(_ctx, "output_present", ())
+    return not present or bool(present[index])
+
+
 def _want_mask(_ctx: Any) -> bool:
-    return _ctx is not None and getattr(_ctx, "noutputs", 1) > 1
+    return output_wanted(_ctx, 1)
 
 
 @kernel("Dropout", since=7)

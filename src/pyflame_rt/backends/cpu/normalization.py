@@ -15,7 +15,7 @@ import numpy as np
 
 from ...ops import kernel
 from ...types import DType
-from .nn import compute_dtype
+from .nn import compute_dtype, output_wanted
 
 __all__ = [
     "batch_normalization_7",
@@ -32,8 +32,12 @@ __all__ = [
 ]
 
 
-def _noutputs(_ctx: Any, default: int = 1) -> int:
-    return int(getattr(_ctx, "noutputs", default)) if _ctx is not None else default
+def _noutputs(_ctx: Any) -> int:
+    """How many leading outputs to return: 1 unless an output after Y is actually wanted."""
+    if _ctx is None:
+        return 1
+    n = int(getattr(_ctx, "noutputs", 1))
+    return n if any(output_wanted(_ctx, i) for i in range(1, n)) else 1
 
 
 def _channel_shape(x: np.ndarray) -> tuple[int, ...]:

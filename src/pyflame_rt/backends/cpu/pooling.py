@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from ...ops import kernel
-from .nn import compute_dtype, pad_spatial, resolve_padding, spatial_ints, tap_view
+from .nn import (
+    compute_dtype,
+    output_wanted,
+    pad_spatial,
+    resolve_padding,
+    spatial_ints,
+    tap_view,
+)
 
 __all__ = [
     "average_pool",
@@ -116,7 +123,7 @@ def max_pool(X: np.ndarray, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
              strides: Sequence[int] | None = None, _ctx: Any = None) -> Any:
     """ONNX MaxPool-1/8/10/11/12/22: N-D max pooling, optional Indices output (int8/uint8 at 12)."""
     win = _Window(X, "MaxPool", kernel_shape, strides, pads, dilations, auto_pad, ceil_mode)
-    if _ctx is not None and getattr(_ctx, "noutputs", 1) > 1:
+    if output_wanted(_ctx, 1):
         return _max_with_indices(X, win, storage_order)
     x = X if X.dtype.kind in "fiu" else X.astype(np.float32)
     xp = pad_spatial(x, win.begin, win.end_eff, _lowest(x.dtype))

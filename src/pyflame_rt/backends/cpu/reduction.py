@@ -147,8 +147,10 @@ def _log_sum_exp(data: np.ndarray, axes, keepdims: int) -> np.ndarray:
     # all -inf gives log(0) = -inf and +inf gives +inf instead of NaN).
     m = np.max(w, axis=axes, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, 0).astype(w.dtype)
+    shifted = w - m
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        out = np.log(np.sum(np.exp(w - m), axis=axes, keepdims=True)) + m
+        np.exp(shifted, out=shifted)
+        out = np.log(np.sum(shifted, axis=axes, keepdims=True)) + m
     if not keepdims:
         out = np.squeeze(out, axis=axes)  # axes=None: every axis was reduced to 1
     return _cast(out, data.dtype)
