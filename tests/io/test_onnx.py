@@ -28,7 +28,7 @@ from pyflame_rt.errors import (
     NotImplementedFeatureError,
 )
 from pyflame_rt.io import from_onnx, load_onnx, save_onnx, to_onnx
-from pyflame_rt.ir import Graph, Model, Node, Value, verify
+from pyflame_rt.ir import Graph, Model, Value, verify
 from pyflame_rt.types import DType, OptionalInfo, SequenceInfo, TensorInfo
 
 ONNX_DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
@@ -402,6 +402,9 @@ def test_subgraph_may_shadow_outer_names() -> None:
     model, exported = assert_round_trip(proto)
     branches = model.graph.nodes[0].attrs
     assert branches["then_branch"].outputs[0] is not branches["else_branch"].outputs[0]
+    for c in (True, False):
+        assert_same_outputs(proto, exported, {"x": np.array([-2.0], np.float32),
+                                              "c": np.array(c)})
 
 
 # -- structure: empty names, initializers, order ---------------------------------------------
@@ -617,8 +620,8 @@ def test_ir_version_checks() -> None:
 
 
 def test_opset_checks() -> None:
-    with pytest.raises(InvalidModelError, match=r"opset 6; PyFlameRT supports opsets 7 to"):
-        from_onnx(_simple_proto(opset=6))
+    # Opsets 1-6 are upgraded to 7 with onnx's version converter (see test_old_opset_...).
+    assert from_onnx(_simple_proto(opset=6)).graph.opset_imports[""] == 7
     newest = onnx.defs.onnx_opset_version()
     with pytest.raises(InvalidModelError, match=rf"opset {newest + 1}"):
         from_onnx(_simple_proto(opset=newest + 1))
@@ -677,10 +680,15 @@ def test_functions_inlined_with_attribute_refs_and_defaults() -> None:
     verify(model.graph)
     ops = [n.qualified_op for n in model.graph.all_nodes()]
     assert "local::Outer" not in ops and "local::Inner" not in ops
-    leaky = [n.attrs.get("alpha") for n in model.graph.all_nodes() if n.op_type == "LeakyRelu"]
+    def alphas(graph: Graph) -> list:
+        return [n.attrs.get("alpha") for n in graph.nodes if n.op_type == "LeakyRelu"]
+
     # call1 -> 0.2; call2 gives no alpha2, so Outer's call to Inner drops ``a`` and Inner's
-    # default 0.7 applies; the branches: 0.3 and Inner's default again.
-    assert leaky == [pytest.approx(x) for x in (0.2, 0.7, 0.3, 0.7)]
+    # default 0.7 applies; the then branch passes 0.3, the else branch gets Inner's default.
+    assert alphas(model.graph) == [pytest.approx(0.2), pytest.approx(0.7)]
+    if_node = model.graph.nodes[-1]
+    assert alphas(if_node.attrs["then_branch"]) == [pytest.approx(0.3)]
+    assert alphas(if_node.attrs["else_branch"]) == [pytest.approx(0.7)]
     exported = to_onnx(model)
     assert not exported.functions
     onnx.checker.check_model(exported, full_check=True)
@@ -854,12 +862,40 @@ def test_light_model(path: str) -> None:
     assert canonical(exported) == canonical(proto)
 
 
-def test_old_opset_suite_models_refused() -> None:
-    """ONNX's pytorch-converted models use opset 6, older than we (and ORT) support."""
+def test_old_opset_suite_models_are_upgraded_and_run() -> None:
+    """ONNX's pytorch-converted models use opset 6: they are converted to opset 7 on import."""
+    import onnxruntime
+
+    import pyflame_rt
+
     paths = sorted(glob.glob(os.path.join(ONNX_DATA, "pytorch-converted", "*", "model.onnx")))
     assert paths
-    with pytest.raises(InvalidModelError, match="opset 6"):
-        load_onnx(paths[0])
+    proto = onnx.load(paths[0])
+    before = proto.SerializeToString()
+    assert load_onnx(paths[0]).graph.opset_imports[""] == 7
+    assert proto.SerializeToString() == before  # the caller's proto is not touched
+    # Legacy broadcasting (Add-6 with broadcast=1) keeps its meaning after the upgrade.
+    from onnx import TensorProto, helper
+
+    def legacy_add(b_shape, **axis):
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["x", "b"], ["y"], broadcast=1, **axis)], "legacy",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+             helper.make_tensor_value_info("b", TensorProto.FLOAT, b_shape)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)],
+                                 ir_version=3)
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    b = np.arange(12, dtype=np.float32).reshape(3, 4) * 100
+    got = pyflame_rt.InferenceSession(legacy_add([3, 4])).run(None, {"x": x, "b": b})[0]
+    np.testing.assert_array_equal(got, x + b)
+    # ONNX Runtime has no opset-6 Add kernel at all; onnx's converter refuses an explicit
+    # axis (an assertion in its broadcast helper): that surfaces as a clear InvalidModelError.
+    with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.NotImplemented):
+        onnxruntime.InferenceSession(legacy_add([3, 4]).SerializeToString())
+    with pytest.raises(InvalidModelError, match="opset 6, and converting it to opset 7 failed"):
+        load_onnx(legacy_add([3], axis=1).SerializeToString())
 
 
 def _node_test_models(limit: int = 300) -> list[tuple[str, onnx.ModelProto]]:
@@ -924,11 +960,13 @@ def test_node_test_models_compute_the_same(node_models) -> None:
                 break
             feeds[inp.name] = (np.arange(int(np.prod(shape))) % 5).astype(dtype).reshape(shape)
         else:
-            try:
-                expected = ReferenceEvaluator(proto).run(None, feeds)
-            except Exception:  # the inputs we made up are not valid for this op
-                continue
-            got = ReferenceEvaluator(to_onnx(from_onnx(proto))).run(None, feeds)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                try:
+                    expected = ReferenceEvaluator(proto).run(None, feeds)
+                except Exception:  # noqa: BLE001, S112 - made-up inputs may not suit the op
+                    continue
+                got = ReferenceEvaluator(to_onnx(from_onnx(proto))).run(None, feeds)
             for e, g in zip(expected, got):
                 np.testing.assert_array_equal(np.asarray(g), np.asarray(e), err_msg=name)
             compared += 1
@@ -939,4 +977,34 @@ def test_node_helpers_exported() -> None:
     import pyflame_rt.io as io_pkg
 
     assert {"load_onnx", "from_onnx", "to_onnx", "save_onnx"} <= set(io_pkg.__all__)
-    assert Node is not None  # the IR class the importer builds
+
+
+# -- hostile input ---------------------------------------------------------------------------
+def test_non_utf8_name_refused() -> None:
+    data = bytearray(_simple_proto().SerializeToString())
+    at = data.index(b"Relu")
+    data[at] = 0xB4  # op_type no longer valid UTF-8
+    with pytest.raises(InvalidModelError, match=r"op_type is not valid UTF-8"):
+        load_onnx(bytes(data))
+
+
+def test_corrupted_models_fail_cleanly() -> None:
+    """Random byte flips in a model either load or raise our error: never a crash."""
+    from pyflame_rt.errors import PyFlameRTError
+
+    proto = _if_model()
+    proto.graph.initializer.append(numpy_helper.from_array(np.arange(10, dtype=np.int64), "i"))
+    proto.graph.initializer.append(helper.make_tensor("typed", TensorProto.INT8, [4], [1, 2, 3, 4]))
+    data = proto.SerializeToString()
+    rng = np.random.default_rng(1234)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(400):
+        mutated = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            mutated[int(rng.integers(len(mutated)))] = int(rng.integers(256))
+        try:
+            to_onnx(load_onnx(bytes(mutated)))
+            outcomes["loaded"] += 1
+        except PyFlameRTError:
+            outcomes["refused"] += 1
+    assert outcomes["loaded"] > 0 and outcomes["refused"] > 0

@@ -8,6 +8,7 @@ decode with ONNX's helpers to the array we started from.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -316,9 +317,9 @@ def test_external_data_read_at_offset(tmp_path) -> None:
         numpy_helper.to_array(onnx.load(path).graph.initializer[0]), got)
     # As bytes, it needs the folder.
     with pytest.raises(InvalidModelError, match=r"'w'.*weights.bin.*base_dir"):
-        load_onnx(open(path, "rb").read())
+        load_onnx(Path(path).read_bytes())
     np.testing.assert_array_equal(
-        load_onnx(open(path, "rb").read(), base_dir=str(tmp_path))
+        load_onnx(Path(path).read_bytes(), base_dir=str(tmp_path))
         .graph.initializers["w"].const_value, arr)
     np.testing.assert_array_equal(
         from_onnx(model, base_dir=str(tmp_path)).graph.initializers["w"].const_value, arr)
@@ -445,3 +446,23 @@ def test_save_chooses_external_data_above_threshold(tmp_path, monkeypatch) -> No
     np.testing.assert_array_equal(
         load_onnx(tmp_path / "two.onnx").graph.initializers["big"].const_value,
         np.arange(64 * 64, dtype=np.float32).reshape(64, 64))
+
+
+def test_typed_values_out_of_range_do_not_crash() -> None:
+    t = TensorProto(name="i8", data_type=TensorProto.INT8, dims=[2])
+    t.int32_data.extend([300, -1])
+    got = read(t)
+    assert got.dtype == np.int8 and got.tolist() == [np.int8(300 - 256), -1]
+    u = TensorProto(name="u32", data_type=TensorProto.UINT32, dims=[1])
+    u.uint64_data.append(2**33 + 5)
+    assert read(u).tolist() == [5]
+
+
+def test_sparse_with_huge_shape_refused() -> None:
+    values = numpy_helper.from_array(np.array([1.0], np.float32), "sp")
+    sp = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([[0, 0]])),
+                                   [2**40, 2**40])
+    with pytest.raises(InvalidModelError, match="'sp'"):
+        TensorReader().sparse_to_array(sp, "sparse")
+    with pytest.raises(MemoryLimitError, match="'sp'"):
+        TensorReader(memory_limit=10**6).sparse_to_array(sp, "sparse")

@@ -234,6 +234,11 @@ class FunctionInliner:
             domain = normalize_domain(imp.domain)
             model_version = self.opset_imports.get(domain)
             if model_version is None:
+                newest = onnx.defs.onnx_opset_version()
+                if domain == "" and not 7 <= imp.version <= newest:
+                    raise InvalidModelError(
+                        f"model-local function {fn.domain}.{fn.name} imports ONNX opset "
+                        f"{imp.version}; PyFlameRT supports opsets 7 to {newest}")
                 self.opset_imports[domain] = int(imp.version)
             elif domain == "" and model_version != imp.version:
                 self._check_same_semantics(fn, int(imp.version), model_version)

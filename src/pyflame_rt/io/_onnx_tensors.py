@@ -204,7 +204,7 @@ class TensorReader:
 
     def to_array(self, t: onnx.TensorProto, what: str) -> tuple[np.ndarray, DType]:
         """Decode ``t`` into a writable, C-contiguous array of ``DType.numpy``."""
-        label = f"{what} {t.name!r}" if t.name and t.name not in what else what
+        label = f"{what} {t.name!r}" if t.name and repr(t.name) not in what else what
         if t.HasField("segment"):
             raise NotImplementedFeatureError(
                 f"{label} is stored in segments, which PyFlameRT does not support; re-save the "
@@ -285,6 +285,11 @@ class TensorReader:
         if dtype in (DType.COMPLEX64, DType.COMPLEX128):
             real = np.float32 if dtype is DType.COMPLEX64 else np.float64
             return np.array(fld, dtype=real).view(dtype.numpy).reshape(dims)
+        if dtype.numpy.kind in "iu":
+            # Read wide, then narrow: numpy 2 refuses out-of-range Python ints outright, and a
+            # malformed model must not crash the loader.
+            wide = np.uint64 if dtype in (DType.UINT32, DType.UINT64) else np.int64
+            return np.array(fld, dtype=wide).astype(dtype.numpy).reshape(dims)
         return np.array(fld, dtype=dtype.numpy).reshape(dims)
 
     # -- external data -----------------------------------------------------------------------
@@ -310,6 +315,9 @@ class TensorReader:
                 "folder ('..'); only files inside the model's folder are allowed")
         if self._real_base is None:
             self._real_base = os.path.realpath(self.base_dir)
+        if "\0" in location:
+            raise InvalidModelError(f"{label}: external data location {location!r} contains "
+                                    "a NUL character")
         path = os.path.join(self.base_dir, *parts)
         real = os.path.realpath(path)
         if os.path.commonpath([real, self._real_base]) != self._real_base:
@@ -367,7 +375,7 @@ class TensorReader:
     def sparse_to_array(self, sp: onnx.SparseTensorProto, what: str) -> tuple[np.ndarray, DType]:
         """Densify a ``SparseTensorProto`` (COO: linear ``[NNZ]`` or ``[NNZ, rank]`` indices)."""
         name = sp.values.name
-        label = f"{what} {name!r}" if name and name not in what else what
+        label = f"{what} {name!r}" if name and repr(name) not in what else what
         dims = [int(d) for d in sp.dims]
         if any(d < 0 for d in dims):
             raise InvalidModelError(f"{label} has a negative dimension {dims}")
@@ -387,8 +395,11 @@ class TensorReader:
             if nnz and ((indices < 0).any() or (indices >= np.array(dims)).any()):
                 raise InvalidModelError(f"{label}: an index is out of range "
                                         f"for shape {dims}")
-            flat = (np.ravel_multi_index(indices.T, dims) if nnz
-                    else np.zeros(0, np.int64))
+            try:
+                flat = (np.ravel_multi_index(indices.T, dims) if nnz
+                        else np.zeros(0, np.int64))
+            except ValueError as exc:  # dims too large to index
+                raise InvalidModelError(f"{label}: {exc}") from None
         else:
             raise InvalidModelError(
                 f"{label}: indices of shape {list(indices.shape)} do not fit "
@@ -396,7 +407,11 @@ class TensorReader:
         if nnz and ((flat < 0).any() or (flat >= count).any()):
             raise InvalidModelError(f"{label}: an index is out of range for "
                                     f"shape {dims}")
-        dense = np.zeros(count, dtype=dtype.numpy)
+        try:
+            dense = np.zeros(count, dtype=dtype.numpy)
+        except (MemoryError, ValueError):
+            raise InvalidModelError(
+                f"{label}: its dense form (shape {dims}) does not fit in memory") from None
         if dtype is DType.STRING:
             dense[:] = ""
         dense[flat] = values
@@ -412,12 +427,16 @@ def _encode_string(s: Any) -> bytes:
     return str(s).encode("utf-8")
 
 
-def array_to_tensor(arr: Any, name: str = "", dtype: DType | None = None) -> onnx.TensorProto:
-    """A numpy array (or scalar) -> ``TensorProto`` with ``raw_data`` (``string_data`` for text)."""
+def array_to_tensor(arr: Any, name: str = "", dtype: DType | None = None, *,
+                    out: onnx.TensorProto | None = None) -> onnx.TensorProto:
+    """A numpy array (or scalar) -> ``TensorProto`` with ``raw_data`` (``string_data`` for text).
+
+    ``out`` fills an existing (empty) message in place, sparing a copy of the data.
+    """
     arr = np.asarray(arr)
     if dtype is None:
         dtype = DType.from_numpy(arr.dtype)
-    t = onnx.TensorProto()
+    t = onnx.TensorProto() if out is None else out
     if name:
         t.name = name
     t.data_type = dtype.value
@@ -453,7 +472,7 @@ def array_to_sparse(arr: np.ndarray, name: str = "") -> onnx.SparseTensorProto:
             else np.int64 if dtype is not DType.BOOL else np.bool_
         nz = np.flatnonzero(flat.astype(wide) != 0)
     sp = onnx.SparseTensorProto()
-    sp.values.CopyFrom(array_to_tensor(flat[nz], name, dtype))
-    sp.indices.CopyFrom(array_to_tensor(nz.astype(np.int64), f"{name}_indices" if name else ""))
+    array_to_tensor(flat[nz], name, dtype, out=sp.values)
+    array_to_tensor(nz.astype(np.int64), f"{name}_indices" if name else "", out=sp.indices)
     sp.dims.extend(int(d) for d in arr.shape)
     return sp

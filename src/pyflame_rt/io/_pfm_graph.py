@@ -15,6 +15,8 @@ Encodings (all JSON):
   ``{"bytes": "<base64>"}``, ``{"tensor": <table index>}`` (numpy array),
   ``{"scalar": <table index>}`` (numpy scalar, stored as a 0-d tensor), ``{"graph": <graph>}``,
   ``{"list": [...]}``, ``{"tuple": [...]}``, ``{"type": <value type>}``,
+  ``{"ints": [1, 2]}``, ``{"floats": [1.5, "nan"]}``, ``{"strs": ["a"]}`` (compact forms of
+  non-empty Python lists whose items are all int, all float or all str),
   ``{"dtype": <DType number>}``, ``{"none": null}``.
 * graph: ``{"name", "doc_string", "inputs": [{"name", "type", "initializer"?, "doc_string"?}],
   "initializers": [{"name", "tensor", "type", "doc_string"?}], "nodes": [{"op_type", "domain",
@@ -38,7 +40,7 @@ from ..errors import InvalidModelError
 from ..ir import Graph, Node, Value
 from ..types import DType, MapInfo, OptionalInfo, SequenceInfo, TensorInfo, ValueType
 
-__all__ = ["GraphEncoder", "GraphDecoder", "MAX_GRAPH_DEPTH", "MAX_TYPE_DEPTH", "MAX_RANK"]
+__all__ = ["MAX_GRAPH_DEPTH", "MAX_RANK", "MAX_TYPE_DEPTH", "GraphDecoder", "GraphEncoder"]
 
 MAX_GRAPH_DEPTH = 64  # subgraphs nested deeper than this are refused (real models use < 10)
 MAX_TYPE_DEPTH = 64  # seq(optional(seq(...))) nesting bound
@@ -151,9 +153,7 @@ class GraphEncoder:
         if isinstance(value, int) and not isinstance(value, DType):
             return {"int": int(value)}
         if isinstance(value, float):
-            if math.isfinite(value):
-                return {"float": float(value)}
-            return {"float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+            return {"float": _encode_float(float(value))}
         if isinstance(value, str):
             return {"str": str(value)}
         if isinstance(value, (bytes, bytearray)):
@@ -171,11 +171,33 @@ class GraphEncoder:
         if isinstance(value, (list, tuple)):
             if list_depth >= MAX_LIST_DEPTH:
                 raise InvalidModelError(f"{where}: lists nested deeper than {MAX_LIST_DEPTH}")
+            if isinstance(value, list) and value:
+                compact = _compact_list(value)
+                if compact is not None:
+                    return compact
             items = [self.attr(v, where, depth, list_depth + 1) for v in value]
             return {"list" if isinstance(value, list) else "tuple": items}
         raise InvalidModelError(
             f"{where}: cannot save an attribute of type {type(value).__name__}; .pfm stores "
             "int, float, str, bytes, numpy arrays, graphs, value types and lists of those")
+
+
+def _encode_float(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _compact_list(items: list) -> dict[str, list] | None:
+    """``{"ints": [...]}`` etc. for a list of one plain scalar type (the common case)."""
+    kinds = {type(v) for v in items}
+    if kinds == {int}:
+        return {"ints": items}
+    if kinds == {float}:
+        return {"floats": [_encode_float(v) for v in items]}
+    if kinds == {str}:
+        return {"strs": items}
+    return None
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -261,6 +283,28 @@ def _decode_dim(dim: Any, where: str) -> Any:
     return dim
 
 
+def _decode_float(payload: Any, where: str) -> float:
+    if isinstance(payload, str):
+        if payload not in _NONFINITE:
+            raise InvalidModelError(f"{where}: float {_short(payload)} is not a number, "
+                                    "'nan', 'inf' or '-inf'")
+        return _NONFINITE[payload]
+    try:
+        return float(check(payload, (int, float), where))
+    except OverflowError:
+        raise InvalidModelError(f"{where}: float value {_short(payload)} is out of range") from None
+
+
+def _describes(vtype: ValueType, dtype: DType, shape: tuple[int, ...]) -> bool:
+    """True when ``vtype`` is a tensor type that fits an array of ``dtype`` and ``shape``."""
+    if not isinstance(vtype, TensorInfo) or vtype.dtype is not dtype:
+        return False
+    if vtype.shape is None:
+        return True
+    return len(vtype.shape) == len(shape) and all(
+        not isinstance(d, int) or d == n for d, n in zip(vtype.shape, shape))
+
+
 class GraphDecoder:
     """Builds ``ir.Graph`` objects from JSON through the IR's own API.
 
@@ -302,16 +346,12 @@ class GraphDecoder:
             if init_name in local:
                 raise InvalidModelError(f"{where}: initializer name {init_name!r} is used twice")
             stored = DType.from_numpy(array.dtype)
-            if vtype is not None:
-                # The declared type must describe the stored array, or kernels and the planner
-                # would be lied to about the constant they get.
-                if not isinstance(vtype, TensorInfo) or vtype.dtype is not stored or (
-                        vtype.shape is not None and (len(vtype.shape) != array.ndim or any(
-                            isinstance(d, int) and d != n
-                            for d, n in zip(vtype.shape, array.shape)))):
-                    raise InvalidModelError(
-                        f"{at}: declared type {_short(entry.get('type'))} does not match the "
-                        f"stored tensor ({stored.name} {list(array.shape)})")
+            # The declared type must describe the stored array, or kernels and the planner
+            # would be lied to about the constant they get.
+            if vtype is not None and not _describes(vtype, stored, array.shape):
+                raise InvalidModelError(
+                    f"{at}: declared type {_short(entry.get('type'))} does not match the "
+                    f"stored tensor ({stored.name} {list(array.shape)})")
             value = graph.add_initializer(init_name, array, dtype=stored)
             if vtype is not None:
                 value.type = vtype
@@ -421,15 +461,17 @@ class GraphDecoder:
         if tag == "bool":
             return check(payload, bool, where)
         if tag == "float":
-            if isinstance(payload, str):
-                if payload not in _NONFINITE:
-                    raise InvalidModelError(f"{where}: float {_short(payload)} is not a number, "
-                                            "'nan', 'inf' or '-inf'")
-                return _NONFINITE[payload]
-            try:
-                return float(check(payload, (int, float), where))
-            except OverflowError:
-                raise InvalidModelError(f"{where}: float value is out of range") from None
+            return _decode_float(payload, where)
+        if tag == "ints":
+            if not all(type(v) is int for v in check(payload, list, where)):
+                raise InvalidModelError(f"{where}: 'ints' must be a list of integers")
+            return payload
+        if tag == "floats":
+            return [_decode_float(v, where) for v in check(payload, list, where)]
+        if tag == "strs":
+            if not all(type(v) is str for v in check(payload, list, where)):
+                raise InvalidModelError(f"{where}: 'strs' must be a list of strings")
+            return payload
         if tag == "str":
             return check(payload, str, where)
         if tag == "bytes":

@@ -81,8 +81,11 @@ def load_onnx(source: PathLike | bytes | onnx.ModelProto, *, memory_limit: int |
             raise ModelNotFoundError(f"model file {path!r} does not exist")
         if os.path.isdir(path):
             raise InvalidModelError(f"{path!r} is a directory, not an ONNX model file")
-        with open(path, "rb") as f:
-            data = f.read()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise InvalidModelError(f"cannot read model file {path!r}: {exc}") from None
         base_dir = os.path.dirname(os.path.abspath(path))
     else:
         raise InvalidArgumentError(
@@ -90,6 +93,10 @@ def load_onnx(source: PathLike | bytes | onnx.ModelProto, *, memory_limit: int |
             "onnx.ModelProto")
     if not data:
         raise InvalidModelError(f"model file {label} is empty (0 bytes)")
+    if len(data) >= 2**31:
+        raise InvalidModelError(
+            f"model file {label} is {len(data)} bytes; protobuf cannot hold 2 GiB or more, so "
+            "a model this big must keep its weights in external data files")
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -118,6 +125,27 @@ def from_onnx(proto: onnx.ModelProto, *, base_dir: str | None = None,
                                    f"{type(proto).__name__}")
     return _Importer(proto, base_dir=base_dir, memory_limit=memory_limit,
                      source="the model").run()
+
+
+def _upgrade_old_opset(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """Models older than opset 7 are converted up to 7 with ONNX's own version converter.
+
+    Opsets 1-6 differ from 7 mostly in legacy broadcasting (``broadcast``/``axis``
+    attributes) and ``consumed_inputs``; the converter rewrites those exactly, so our kernels
+    only ever see opset >= 7 semantics. The caller's proto is not modified (it returns a copy).
+    """
+    default = [imp.version for imp in proto.opset_import if normalize_domain(imp.domain) == ""]
+    if not default or not 1 <= default[0] < MIN_OPSET:
+        return proto
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as exc:  # noqa: BLE001 - the converter raises bare RuntimeErrors
+        raise InvalidModelError(
+            f"{source} uses ONNX opset {default[0]}, and converting it to opset {MIN_OPSET} "
+            f"failed ({str(exc).strip().splitlines()[0][:200]}); convert the model with a "
+            "newer exporter") from None
 
 
 class _Scope:
@@ -157,9 +185,19 @@ class _Importer:
 
     # -- model -------------------------------------------------------------------------------
     def run(self) -> Model:
+        try:
+            return self._run()
+        except RecursionError:
+            raise InvalidModelError(
+                f"{self.source} nests subgraphs, types or functions too deeply to import"
+            ) from None
+
+    def _run(self) -> Model:
         proto = self.proto
         if not proto.HasField("graph"):
             raise InvalidModelError(f"{self.source} has no graph; it is not a usable ONNX model")
+        self._check_text(proto, "model")
+        proto = self.proto = _upgrade_old_opset(proto, self.source)
         self._check_versions()
         self.inliner = FunctionInliner(proto, self.opsets)
         graph = self._graph(proto.graph, None)
@@ -175,6 +213,24 @@ class _Importer:
             doc_string=proto.doc_string,
             metadata_props={p.key: p.value for p in proto.metadata_props},
         )
+
+    def _check_text(self, msg: Any, path: str) -> None:
+        """Refuse string fields that are not UTF-8 (protobuf hands those back as ``bytes``)."""
+        for fd, value in msg.ListFields():
+            repeated = fd.is_repeated if hasattr(fd, "is_repeated") else \
+                fd.label == fd.LABEL_REPEATED
+            if fd.type == fd.TYPE_STRING:
+                for text in (value if repeated else (value,)):
+                    if isinstance(text, bytes):
+                        raise InvalidModelError(
+                            f"{self.source}: {path}.{fd.name} is not valid UTF-8 text "
+                            f"({text[:40]!r}); the model file is corrupt")
+            elif fd.type == fd.TYPE_MESSAGE:
+                if repeated:
+                    for i, item in enumerate(value):
+                        self._check_text(item, f"{path}.{fd.name}[{i}]")
+                else:
+                    self._check_text(value, f"{path}.{fd.name}")
 
     def _check_versions(self) -> None:
         proto = self.proto
@@ -252,9 +308,7 @@ class _Importer:
             vtype = type_from_proto(vi.type, f"graph input {vi.name!r}")
             if vi.name in init_protos:
                 arr, dtype = init_protos.pop(vi.name)
-                value = graph.add_initializer(vi.name, arr, dtype=dtype)
-                if scope.values.get(vi.name) is None:
-                    graph.add_input(value)
+                value = graph.add_input(graph.add_initializer(vi.name, arr, dtype=dtype))
                 if vtype is not None:
                     value.type = vtype
             else:
@@ -513,8 +567,7 @@ class _Exporter:
     def run(self) -> onnx.ModelProto:
         model = self.model
         proto = onnx.ModelProto()
-        gp = self._graph(model.graph)
-        proto.graph.CopyFrom(gp)
+        self._graph(model.graph, proto.graph)
         imports = {normalize_domain(d): int(v) for d, v in model.graph.opset_imports.items()}
         for domain in sorted(self.domains - set(imports)):
             imports[domain] = onnx.defs.onnx_opset_version() if domain == "" else 1
@@ -546,7 +599,8 @@ class _Exporter:
             return
         try:
             inferred = onnx.shape_inference.infer_shapes(proto)
-        except (onnx.shape_inference.InferenceError, ValueError, RuntimeError):
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError,
+                RuntimeError, TypeError):
             # Inference is best effort; leave the outputs untyped.
             return
         found = {vi.name: vi.type for vi in (*inferred.graph.output, *inferred.graph.value_info)}
@@ -564,16 +618,16 @@ class _Exporter:
             vi.doc_string = value.doc_string
         return vi
 
-    def _tensor(self, value: Value) -> onnx.TensorProto:
+    def _tensor(self, value: Value, out: onnx.TensorProto) -> onnx.TensorProto:
         arr = np.asarray(value.const_value)
         dtype = value.dtype
         if dtype is None or (dtype is not DType.STRING and dtype.numpy != arr.dtype) or \
                 (dtype is DType.STRING and arr.dtype.kind not in "OUS"):
             dtype = DType.from_numpy(arr.dtype)
-        return array_to_tensor(arr, value.name, dtype)
+        return array_to_tensor(arr, value.name, dtype, out=out)
 
-    def _graph(self, graph: Graph) -> onnx.GraphProto:
-        gp = onnx.GraphProto()
+    def _graph(self, graph: Graph, gp: onnx.GraphProto) -> onnx.GraphProto:
+        """Write ``graph`` into the empty message ``gp`` (filled in place: no copies)."""
         gp.name = graph.name
         if graph.doc_string:
             gp.doc_string = graph.doc_string
@@ -587,15 +641,14 @@ class _Exporter:
         for v in graph.initializers.values():
             if v.const_value is None:
                 continue
-            t = self._tensor(v)
+            t = self._tensor(v, gp.initializer.add())
             if self.writer is not None:
                 self.writer.maybe_write(t)
-            gp.initializer.append(t)
             interface.add(id(v))
             if v not in graph._input_set:
                 self.needs_ir4 = True
         for node in graph.nodes:
-            gp.node.append(self._node(node))
+            self._node(node, gp.node.add())
         for v in graph.outputs:
             gp.output.append(self._value_info(v))
             interface.add(id(v))
@@ -605,8 +658,7 @@ class _Exporter:
                     gp.value_info.append(self._value_info(v))
         return gp
 
-    def _node(self, node: Node) -> onnx.NodeProto:
-        np_ = onnx.NodeProto()
+    def _node(self, node: Node, np_: onnx.NodeProto) -> onnx.NodeProto:
         np_.op_type = node.op_type
         domain = normalize_domain(node.domain)
         np_.domain = domain
@@ -627,17 +679,17 @@ class _Exporter:
             outs.pop()  # trailing omitted outputs are simply not listed
         np_.output.extend(outs)
         for name, value in node.attrs.items():
-            np_.attribute.append(self._attribute(node, name, value))
+            self._attribute(node, name, value, np_.attribute.add())
         return np_
 
     # -- attributes --------------------------------------------------------------------------
-    def _attribute(self, node: Node, name: str, value: Any) -> onnx.AttributeProto:
+    def _attribute(self, node: Node, name: str, value: Any,
+                   attr: onnx.AttributeProto) -> onnx.AttributeProto:
         atype = _coerce_type(node.attr_types.get(name), value)
         if atype is None:
             raise InvalidArgumentError(
                 f"{node.describe()}: attribute {name!r} has a value of type "
                 f"{type(value).__name__} that ONNX cannot represent")
-        attr = onnx.AttributeProto()
         attr.name = name
         attr.type = atype
         if atype == AT.FLOAT:
@@ -647,9 +699,9 @@ class _Exporter:
         elif atype == AT.STRING:
             attr.s = _encode_text(value)
         elif atype == AT.TENSOR:
-            attr.t.CopyFrom(array_to_tensor(np.asarray(value)))
+            array_to_tensor(np.asarray(value), out=attr.t)
         elif atype == AT.GRAPH:
-            attr.g.CopyFrom(self._graph(value))
+            self._graph(value, attr.g)
         elif atype == AT.SPARSE_TENSOR:
             attr.sparse_tensor.CopyFrom(array_to_sparse(np.asarray(value)))
         elif atype == AT.TYPE_PROTO:
@@ -661,9 +713,11 @@ class _Exporter:
         elif atype == AT.STRINGS:
             attr.strings.extend(_encode_text(x) for x in _as_list(value))
         elif atype == AT.TENSORS:
-            attr.tensors.extend(array_to_tensor(np.asarray(x)) for x in value)
+            for x in value:
+                array_to_tensor(np.asarray(x), out=attr.tensors.add())
         elif atype == AT.GRAPHS:
-            attr.graphs.extend(self._graph(g) for g in value)
+            for g in value:
+                self._graph(g, attr.graphs.add())
         elif atype == AT.SPARSE_TENSORS:
             attr.sparse_tensors.extend(array_to_sparse(np.asarray(x)) for x in value)
         elif atype == AT.TYPE_PROTOS:

@@ -1,12 +1,46 @@
-"""The graph optimizer: levels, passes and ``optimize``.
+"""The graph optimizer: levels, passes, the pattern matcher and the fusion rules.
 
-The pass manager, pattern matcher and fusion rules are built under issue #4; until they land,
-``optimize`` runs the passes registered here (none yet at any level) and reports that.
+``optimize(graph, level)`` runs the built-in pipeline (see :mod:`pyflame_rt.opt.optimize`)
+and returns the graph with an :class:`OptimizationReport`. Write a fusion as a
+:class:`RewriteRule` (pattern, check, rewrite) and add it with :func:`register_rule`; ask
+:meth:`RuleSet.explain` (or ``optimize(..., trace=True)``) why a rule did not fire.
 """
 
 from __future__ import annotations
 
-from .levels import OptLevel
-from .optimize import OptimizationReport, optimize
+from .levels import OptLevel, to_opt_level
+from .optimize import (
+    OptimizationReport,
+    available_optimizers,
+    default_passes,
+    optimize,
+    register_pass,
+    register_rule,
+    unregister,
+)
+from .pass_manager import FunctionPass, Pass, PassContext, PassManager, PassResult
+from .pattern import Match, MatchResult, RewriteRule, Rule, RuleSet, TraceEntry, Tracer
 
-__all__ = ["OptLevel", "OptimizationReport", "optimize"]
+__all__ = [
+    "OptLevel",
+    "to_opt_level",
+    "OptimizationReport",
+    "optimize",
+    "default_passes",
+    "available_optimizers",
+    "register_pass",
+    "register_rule",
+    "unregister",
+    "Pass",
+    "FunctionPass",
+    "PassContext",
+    "PassManager",
+    "PassResult",
+    "Match",
+    "MatchResult",
+    "RewriteRule",
+    "Rule",
+    "RuleSet",
+    "TraceEntry",
+    "Tracer",
+]

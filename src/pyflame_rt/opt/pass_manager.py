@@ -74,6 +74,10 @@ class PassContext:
     ir_version: int | None = None
     tracer: Tracer | None = None
     debug: bool = False
+    #: Bumped by the manager whenever a pass changes the graph (analyses use it to skip
+    #: recomputing results that are still current).
+    generation: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
 
     def enabled(self, name: str) -> bool:
         return name not in self.disabled
@@ -130,6 +134,9 @@ class Pass:
     level: OptLevel = OptLevel.BASIC
     after: tuple[str, ...] = ()
     before: tuple[str, ...] = ()
+    #: An analysis (e.g. shape inference) updates annotations only: it never keeps the
+    #: fixed-point loop going.
+    analysis: bool = False
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:  # pragma: no cover
         raise NotImplementedError
@@ -244,7 +251,9 @@ class PassManager:
                     run.iterations[pass_.name] = run.iterations.get(pass_.name, 0) + 1
                     for name, n in result.counts.items():
                         run.counts[name] = run.counts.get(name, 0) + n
-                    changed = changed or result.modified
+                    if result.modified and not pass_.analysis:
+                        changed = True
+                        ctx.generation += 1
                     if ctx.debug:
                         try:
                             verify(graph)

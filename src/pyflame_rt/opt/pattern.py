@@ -236,9 +236,9 @@ class Match:
         """The constant array behind ``name`` (``None`` when it is not a constant)."""
         return self.ctx.const(self.value(name))
 
-    def is_shared(self, name: str) -> bool:
-        """True when the value ``name`` is read by nodes outside the match."""
-        v = self.value(name)
+    def is_shared(self, name: str | Value) -> bool:
+        """True when the value (or the value bound to ``name``) is read outside the match."""
+        v = name if isinstance(name, Value) else self.value(name)
         if v is None:
             return False
         matched = {id(n) for n in self.nodes}
@@ -267,8 +267,10 @@ class _Matcher:
         self.reason = "no match"
 
     def _fail(self, b: _Bindings, reason: str) -> None:
-        depth = len(b.nodes)
-        if depth >= self.best_depth:
+        # The failure that got furthest is the informative one; among equals, the first
+        # (the operand order as written in the pattern).
+        depth = 1000 * len(b.nodes) + len(b.values)
+        if depth > self.best_depth:
             self.best_depth = depth
             self.reason = reason
 
@@ -663,8 +665,10 @@ class RewriteRule(Rule):
             builder._abort()
             raise ValueError(f"rule {self.name!r}: rewrite returned {len(news)} values for "
                              f"{len(found.outputs)} pattern outputs")
+        matched = {id(n) for n in found.nodes}
         for old, new in zip(found.outputs, news):
-            if new is None and (old.uses or old.is_graph_output):
+            if new is None and (old.is_graph_output or
+                                any(id(u.node) not in matched for u in old.uses)):
                 builder._abort()
                 return f"the rewrite gave no replacement for {old.name!r}, which is used"
         builder._commit(before=found.root)

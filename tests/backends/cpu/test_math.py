@@ -23,7 +23,6 @@ NUMPY_OF = {
     "float8e4m3fn": ml_dtypes.float8_e4m3fn, "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
     "float8e5m2": ml_dtypes.float8_e5m2, "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
 }
-MAX_OPSET = onnx.defs.onnx_opset_version()
 
 
 def schema_types(op: str, version: int, param: str = "T") -> list[np.dtype]:

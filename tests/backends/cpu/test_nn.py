@@ -163,6 +163,35 @@ def test_conv_same_with_dilations(auto_pad, strides, dilations):
     assert got.shape[2:] == tuple(-(-n // s) for n, s in zip(x.shape[2:], strides))
 
 
+@pytest.mark.parametrize("x_shape,mult,kernel,attrs", [
+    ((1, 16, 5, 3), 1, (3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 12, 6, 4), 2, (3, 2), {"strides": [2, 1], "dilations": [1, 2], "pads": [1, 0, 2, 1]}),
+    ((1, 16, 7, 5), 1, (5, 5), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((2, 16, 5), 1, (3,), {"pads": [2, 1], "dilations": [2]}),
+    ((1, 12, 3, 4, 3), 2, (2, 3, 2), {"pads": [1, 1, 0, 0, 1, 1], "strides": [1, 2, 1]}),
+])
+def test_conv_depthwise_channels_last_path(monkeypatch, x_shape, mult, kernel, attrs):
+    # Many channels and short rows select the channels-last depthwise loop.
+    calls = []
+    real = nn._depthwise_channels_last
+    monkeypatch.setattr(nn, "_depthwise_channels_last",
+                        lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(nn, "_DEPTHWISE_BLOCK", 64)  # several row blocks even here
+    rng = np.random.default_rng(24)
+    c = x_shape[1]
+    inputs = _conv_inputs(rng, x_shape, c * mult, c, kernel)
+    check_kernel(conv, "Conv", inputs, {**attrs, "group": c}, opset=11, **F32_TOL)
+    assert calls, "the channels-last depthwise path was not taken"
+
+
+def test_conv_depthwise_channels_first_path_blocks(monkeypatch):
+    monkeypatch.setattr(nn, "_DEPTHWISE_BLOCK", 40)  # one channel per block
+    rng = np.random.default_rng(25)
+    inputs = _conv_inputs(rng, (2, 3, 9, 11), 6, 3, (3, 3))
+    check_kernel(conv, "Conv", inputs, {"group": 3, "pads": [1, 2, 0, 1], "strides": [1, 2]},
+                 opset=11, **F32_TOL)
+
+
 def test_conv_chunked_im2col(monkeypatch):
     # Force the memory-bounded path (im2col in row chunks) on a small conv.
     monkeypatch.setattr(nn, "_IM2COL_BUDGET", 200)
@@ -239,6 +268,7 @@ CT_ATTRS_2D = [
     {"strides": [2, 2], "auto_pad": "SAME_LOWER", "output_shape": [7, 9]},
     {"strides": [2, 2], "output_shape": [8, 7]},
     {"strides": [2, 3], "output_shape": [9, 12], "output_padding": [1, 1]},
+    {"strides": [2, 2], "output_shape": [8, 8], "pads": [1, 1, 1, 1]},  # pads are ignored
 ]
 
 
@@ -428,6 +458,28 @@ def test_dropout_training(dtype):
     # One output requested: only the data comes back.
     assert isinstance(dropout_12(x, ratio, on, seed=3, _ctx=_ctx(1)), np.ndarray)
     np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ratio", [0.1, 0.5, 0.75])
+def test_dropout_seeded_training_matches_reference(dtype, ratio):
+    # A seeded node draws the same mask as onnx.reference (and the ONNX backend test data).
+    rng = np.random.default_rng(26)
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    inputs = [x, np.array(ratio, np.float32), np.array(True)]
+    # (The reference forms 1 / (1 - ratio) in float32, the ratio's type: ~1e-7 apart.)
+    for opset in (12, 13, 22):
+        check_kernel(dropout_12, "Dropout", inputs, {"seed": 5}, noutputs=2, opset=opset,
+                     _ctx=_ctx(2), rtol=1e-6, atol=1e-7)
+        check_kernel(dropout_12, "Dropout", inputs, {"seed": 5}, opset=opset, _ctx=_ctx(1),
+                     rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_omitted_mask_output():
+    x = np.ones((2, 3), np.float32)
+    ctx = KernelContext(node=None, noutputs=2, opset=13, output_present=[True, False])
+    got = dropout_12(x, np.array(0.5, np.float32), np.array(True), seed=1, _ctx=ctx)
+    assert isinstance(got, np.ndarray) and got.shape == x.shape
 
 
 def test_dropout_bad_ratio():

@@ -118,6 +118,17 @@ def test_batch_norm_7_9_training_outputs_match_onnxruntime(fn, opset):
     assert_close(three[2], expected[2], **F32_TOL)
 
 
+def test_batch_norm_9_omitted_extra_outputs_is_inference():
+    # Outputs ["Y", "", "", "", ""]: nothing but Y is used, so this is inference.
+    rng = np.random.default_rng(30)
+    inputs = _bn_inputs(rng, (2, 3, 4))
+    ctx = KernelContext(node=None, noutputs=5, opset=9, output_present=[True] + [False] * 4)
+    got = batch_normalization_9(*inputs, _ctx=ctx)
+    expected = _ort_outputs("BatchNormalization", inputs, {}, opset=9)[0]
+    assert isinstance(got, np.ndarray)
+    assert_close(got, expected, **F32_TOL)
+
+
 @pytest.mark.parametrize("shape", [(4, 3, 2, 3), (5, 2), (3, 2, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batch_norm_14_training(shape, dtype):
@@ -394,3 +405,30 @@ def test_lp_normalization_zero_norm_gives_zero():
         assert np.all(lp_normalization(x, p=p)[0] == 0)
     with pytest.raises(ValueError, match="p must be 1 or 2"):
         lp_normalization(x, p=3)
+
+
+@pytest.mark.parametrize("op", ["LayerNormalization", "RMSNormalization", "GroupNormalization",
+                                "InstanceNormalization", "LRN", "LpNormalization"])
+def test_bfloat16_matches_float32_reference(op):
+    # bfloat16 runs in float32 and is cast back; the oracle sees the same values in float32.
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((2, 4, 3, 3)).astype(BF16)
+    scale = rng.standard_normal(4).astype(BF16)
+    bias = rng.standard_normal(4).astype(BF16)
+    cases = {
+        "LayerNormalization": (layer_normalization, [x, x[0, 0, 0]], {}, 17),
+        "RMSNormalization": (rms_normalization, [x, x[0, 0, 0]], {}, 23),
+        "GroupNormalization": (group_normalization_21, [x, scale, bias], {"num_groups": 2}, 21),
+        "InstanceNormalization": (instance_normalization, [x, scale, bias], {}, 22),
+        "LRN": (lrn, [x], {"size": 3}, 13),
+        "LpNormalization": (lp_normalization, [x], {"axis": 1}, 22),
+    }
+    fn, inputs, attrs, opset = cases[op]
+    f32 = [a.astype(np.float32) for a in inputs]
+    if op == "LRN":
+        expected = _ort_outputs(op, f32, attrs, opset=opset)[0]
+    else:
+        expected = reference(op, f32, attrs, opset=opset)[0]
+    got = fn(*inputs, **attrs)
+    assert got.dtype == BF16
+    np.testing.assert_allclose(got.astype(np.float32), expected, rtol=3e-2, atol=3e-2)

@@ -192,6 +192,18 @@ def test_max_pool_indices_storage_order(shape, attrs, storage_order):
                  noutputs=2, opset=12, _ctx=_ctx(2))
 
 
+def test_max_pool_omitted_indices_output():
+    # A node with outputs ["Y", ""] asks for two outputs but uses only Y.
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    ctx = KernelContext(node=None, noutputs=2, opset=12, output_present=[True, False])
+    got = max_pool(x, kernel_shape=[2, 2], strides=[2, 2], _ctx=ctx)
+    expected = reference("MaxPool", [x], {"kernel_shape": [2, 2], "strides": [2, 2]},
+                         opset=12)[0]
+    assert isinstance(got, np.ndarray)
+    assert_close(got, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8])
 def test_max_pool_int8(dtype):
     rng = np.random.default_rng(8)

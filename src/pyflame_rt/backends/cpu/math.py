@@ -167,7 +167,7 @@ def _erf_f32_loop(x, out):  # compiled by numba; x and out are 1-D float32
         for k in range(1, len(_ERF_P2)):
             r2 = r2 * u + _ERF_P2[k]
         r = t * r0 if t < 1.0 else (r1 if t < 2.5 else (r2 if t < 4.0 else 1.0))
-        r = r if t == t else v  # NaN stays NaN
+        r = v if math.isnan(v) else r
         out[i] = math.copysign(r, v)
 
 

@@ -3,7 +3,9 @@
 Convolutions run as im2col + one batched matmul for all groups (BLAS through ``numpy.matmul``),
 with two specialised paths: a 1x1 kernel without padding is a plain matmul, and a depthwise
 convolution (one input channel per group) is a shift-and-accumulate over the kernel taps, which
-needs no im2col buffer. float16/bfloat16 are computed in float32 and cast back.
+needs no im2col buffer (channels-first for long rows, channels-last when there are many more
+channels than output columns). ConvTranspose is one matmul plus a strided scatter-add per
+kernel tap. float16/bfloat16 are computed in float32 and cast back.
 
 The padding/output-size helpers here (:func:`resolve_padding`, :func:`pad_spatial`) are shared
 with ``pooling.py``.
@@ -117,12 +119,14 @@ def resolve_padding(auto_pad: Any, in_shape: Sequence[int], kernel_shape: Sequen
         out_list = []
         for i, b, e, k, s in zip(in_shape, begin, end, dk, strides):
             span = i + b + e - k
-            if ceil_mode:
+            if span < 0:
+                o = 0
+            elif ceil_mode:
                 o = -(-span // s) + 1
                 if (o - 1) * s >= i + b:
                     o -= 1
             else:
-                o = span // s + 1 if span >= 0 else 0
+                o = span // s + 1
             out_list.append(o)
         out = tuple(out_list)
     if any(o <= 0 for o in out):
@@ -145,7 +149,7 @@ def pad_spatial(x: np.ndarray, begin: Sequence[int], end: Sequence[int],
 
 
 def tap_view(xp: np.ndarray, offsets: Sequence[int], strides: Sequence[int],
-         out_shape: Sequence[int]) -> np.ndarray:
+             out_shape: Sequence[int]) -> np.ndarray:
     """The strided view ``xp[..., off + s*o]`` for every output position ``o`` (one kernel tap)."""
     return xp[(Ellipsis, *(slice(off, off + s * (o - 1) + 1, s)
                            for off, s, o in zip(offsets, strides, out_shape)))]
@@ -171,30 +175,11 @@ def _conv_core(x: np.ndarray, w: np.ndarray, begin: Sequence[int], end: Sequence
         y = np.matmul(w.reshape(group, mg, cg), xs)
         return y.reshape(n, m, *out_shape)
 
-    # Depthwise (one input channel per group): accumulate W[:, tap] * shifted X over the taps,
-    # a block of channels at a time so the running sum stays in cache between taps.
+    # Depthwise (one input channel per group): no im2col, accumulate W[:, tap] * shifted X.
     if cg == 1 and group > 1:
-        xp = pad_spatial(x, begin, end)
-        mult = mg
-        wr = w.reshape(group, mult, kvol)
-        y = np.empty((n, group, mult, *out_shape), dtype=dt)
-        block = max(1, _DEPTHWISE_BLOCK // (mult * ovol))
-        taps = [[k * d for k, d in zip(tap, dilations)] for tap in np.ndindex(*ksp)]
-        wshape = (-1, mult) + (1,) * nsp
-        for b in range(n):
-            for c0 in range(0, group, block):
-                c1 = min(group, c0 + block)
-                xb = xp[b, c0:c1, None]
-                yb = y[b, c0:c1]
-                tmp = np.empty_like(yb)
-                for t, off in enumerate(taps):
-                    wt = wr[c0:c1, :, t].reshape(wshape)
-                    if t == 0:
-                        np.multiply(tap_view(xb, off, strides, out_shape), wt, out=yb)
-                    else:
-                        np.multiply(tap_view(xb, off, strides, out_shape), wt, out=tmp)
-                        yb += tmp
-        return y.reshape(n, m, *out_shape)
+        if group * mg >= 2 * out_shape[-1]:
+            return _depthwise_channels_last(x, w, begin, end, strides, dilations, out_shape)
+        return _depthwise_channels_first(x, w, begin, end, strides, dilations, out_shape)
 
     # General case: im2col (a strided window view, copied to (N, G, C/G*K, O)) + one matmul.
     xp = pad_spatial(x, begin, end)
@@ -223,6 +208,81 @@ def _conv_core(x: np.ndarray, w: np.ndarray, begin: Sequence[int], end: Sequence
             cols = part.reshape(group, cg * kvol, cnt)
             y[b, :, :, r0:r1] = np.matmul(wg, cols).reshape(group, mg, r1 - r0, *out_shape[1:])
     return y.reshape(n, m, *out_shape)
+
+
+def _depthwise_channels_first(x: np.ndarray, w: np.ndarray, begin: Sequence[int],
+                              end: Sequence[int], strides: Sequence[int],
+                              dilations: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
+    """Depthwise conv in NCHW order: long rows, so each tap is a few large vector ops.
+
+    Works on a block of channels at a time so the running sum stays in cache between taps.
+    """
+    n, group = x.shape[:2]
+    mult = w.shape[0] // group
+    ksp = w.shape[2:]
+    nsp = len(ksp)
+    xp = pad_spatial(x, begin, end)
+    wr = w.reshape(group, mult, -1)
+    y = np.empty((n, group, mult, *out_shape), dtype=x.dtype)
+    block = max(1, _DEPTHWISE_BLOCK // (mult * math.prod(out_shape)))
+    taps = [[k * d for k, d in zip(tap, dilations)] for tap in np.ndindex(*ksp)]
+    wshape = (-1, mult) + (1,) * nsp
+    for b in range(n):
+        for c0 in range(0, group, block):
+            c1 = min(group, c0 + block)
+            xb = xp[b, c0:c1, None]
+            yb = y[b, c0:c1]
+            tmp = np.empty_like(yb)
+            for t, off in enumerate(taps):
+                wt = wr[c0:c1, :, t].reshape(wshape)
+                if t == 0:
+                    np.multiply(tap_view(xb, off, strides, out_shape), wt, out=yb)
+                else:
+                    np.multiply(tap_view(xb, off, strides, out_shape), wt, out=tmp)
+                    yb += tmp
+    return y.reshape(n, group * mult, *out_shape)
+
+
+def _depthwise_channels_last(x: np.ndarray, w: np.ndarray, begin: Sequence[int],
+                             end: Sequence[int], strides: Sequence[int],
+                             dilations: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
+    """Depthwise conv in channels-last order: many channels, short rows (late CNN stages).
+
+    The channel axis becomes the contiguous inner loop; blocks of output rows keep the running
+    sum in cache.
+    """
+    n, group = x.shape[:2]
+    mult = w.shape[0] // group
+    ksp = w.shape[2:]
+    nsp = len(ksp)
+    in_sp = x.shape[2:]
+    # One copy does the NC... -> N...C transpose and the zero padding.
+    xp = np.zeros((n, *(i + b + e for i, b, e in zip(in_sp, begin, end)), group, 1),
+                  dtype=x.dtype)
+    xp[(slice(None), *(slice(b, b + i) for b, i in zip(begin, in_sp)), slice(None), 0)] = \
+        x.transpose(0, *range(2, 2 + nsp), 1)
+    wr = w.reshape(group, mult, -1)
+    y = np.empty((n, *out_shape, group, mult), dtype=x.dtype)
+    row = math.prod(out_shape[1:]) * group * mult
+    rows = max(1, _DEPTHWISE_BLOCK // row)
+    taps = [[k * d for k, d in zip(tap, dilations)] for tap in np.ndindex(*ksp)]
+    for r0 in range(0, out_shape[0], rows):
+        r1 = min(out_shape[0], r0 + rows)
+        yb = y[:, r0:r1]
+        tmp = np.empty_like(yb)
+        sub_out = (r1 - r0, *out_shape[1:])
+        for t, off in enumerate(taps):
+            start = [off[0] + strides[0] * r0, *off[1:]]
+            sl = xp[(slice(None),
+                     *(slice(o, o + s * (k - 1) + 1, s)
+                       for o, s, k in zip(start, strides, sub_out)))]
+            if t == 0:
+                np.multiply(sl, wr[:, :, t], out=yb)
+            else:
+                np.multiply(sl, wr[:, :, t], out=tmp)
+                yb += tmp
+    y = y.reshape(n, *out_shape, group * mult)
+    return np.ascontiguousarray(y.transpose(0, nsp + 1, *range(1, nsp + 1)))
 
 
 def _check_conv_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape: Any,
@@ -268,7 +328,7 @@ def conv(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, *, auto_pad:
     return y.astype(X.dtype, copy=False)
 
 
-def _int_zero_point(zp: np.ndarray | None, name: str) -> np.ndarray | int:
+def _int_zero_point(zp: np.ndarray | None) -> np.ndarray | int:
     if zp is None:
         return 0
     return np.asarray(zp).astype(np.float64)
@@ -289,8 +349,8 @@ def conv_integer(x: np.ndarray, w: np.ndarray, x_zero_point: np.ndarray | None =
     strides_ = spatial_ints(strides, nsp, 1, "strides")
     dil = spatial_ints(dilations, nsp, 1, "dilations")
     begin, end, out_shape = resolve_padding(auto_pad, x.shape[2:], ksp, strides_, dil, pads)
-    xzp = _int_zero_point(x_zero_point, "x_zero_point")
-    wzp = _int_zero_point(w_zero_point, "w_zero_point")
+    xzp = _int_zero_point(x_zero_point)
+    wzp = _int_zero_point(w_zero_point)
     if isinstance(xzp, np.ndarray) and xzp.size != 1:
         raise ValueError("ConvInteger: x_zero_point must be a scalar (per-tensor)")
     if isinstance(wzp, np.ndarray) and wzp.size not in (1, w.shape[0]):
@@ -437,12 +497,14 @@ def dropout_12(data: np.ndarray, ratio: np.ndarray | None = None,
     if not 0.0 <= r <= 1.0:
         raise ValueError(f"Dropout: ratio must be in [0, 1), got {r}")
     if seed is not None:
-        rng = np.random.default_rng(int(seed))
+        # numpy's legacy generator seeded the same way as the ONNX reference and backend test
+        # data, so a seeded node reproduces their masks exactly.
+        draws = np.random.RandomState(int(seed) & 0xFFFFFFFF).uniform(0.0, 1.0, data.shape)
     elif _ctx is not None and getattr(_ctx, "rng", None) is not None:
-        rng = _ctx.rng
+        draws = _ctx.rng.random(data.shape)
     else:
-        rng = np.random.default_rng()
-    mask = rng.random(data.shape) >= r
+        draws = np.random.default_rng().random(data.shape)
+    mask = draws >= r
     x = _to_compute(data)
     if r >= 1.0:
         out = np.zeros(data.shape, dtype=x.dtype)

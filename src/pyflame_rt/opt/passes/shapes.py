@@ -44,7 +44,9 @@ class ShapeInference(Pass):
     analysis = True
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        run_shape_inference(graph)
+        if ctx.state.get("shapes_generation") != ctx.generation:
+            run_shape_inference(graph)
+            ctx.state["shapes_generation"] = ctx.generation
         return PassResult()
 
 
@@ -90,9 +92,59 @@ class ShapeFolding(Pass):
                         folded = np.asarray(int(np.prod(dims, dtype=np.int64)), np.int64)
                 elif node.op_type in ("Gather", "Slice"):
                     folded = self._select(node, ctx)
+                    if folded is None and node.op_type == "Gather" and \
+                            self._reroute(g, node, ctx):
+                        result.add("reroute_symbolic_dim")
+                        continue
                 if folded is not None and self._replace(g, node, folded):
                     result.add(f"fold_{node.op_type.lower()}")
         return result
+
+    @staticmethod
+    def _reroute(graph: Graph, node: Node, ctx: PassContext) -> bool:
+        """``Gather(Shape(t), i)`` of one symbolic dim ==> ``Gather(Shape(x), j)`` for the graph
+        input ``x`` whose dim ``j`` declares the same name.
+
+        Exporters read dims off intermediate tensors (``view(x.shape[0], ...)``); reading them
+        off the graph input instead frees the intermediate, so fusions around it can fire.
+        """
+        src = node.inputs[0]
+        shape_node = src.producer if src is not None else None
+        if shape_node is None or shape_node.op_type != "Shape" or \
+                int(get_attr(node, "axis", 0)) != 0:
+            return False
+        dims = _dims(shape_node.inputs[0])
+        idx = ctx.const(node.inputs[1])
+        if dims is None or idx is None or idx.size != 1:
+            return False
+        start, end = _shape_range(shape_node, len(dims))
+        vec = dims[start:end]
+        i = int(idx.reshape(-1)[0])
+        if not -len(vec) <= i < len(vec):
+            return False
+        name = vec[i]
+        if not isinstance(name, str) or not name:
+            return False
+        for inp in graph.root.inputs:
+            if inp.const_value is not None or inp is shape_node.inputs[0]:
+                continue
+            in_dims = _dims(inp)
+            if in_dims and name in in_dims:
+                j = list(in_dims).index(name)
+                break
+        else:
+            return False
+        if graph is not graph.root and inp.graph is not graph.root:
+            return False
+        new_shape = graph.make_node("Shape", [inp], 1, before=node, name="shape_of_input")
+        new_shape.outputs[0].type = TensorInfo(DType.INT64, (len(in_dims),))
+        index = graph.add_initializer(graph.unique_name("dim_index"),
+                                      np.asarray(j, np.int64).reshape(idx.shape))
+        node.replace_input(0, new_shape.outputs[0])
+        node.replace_input(1, index)
+        if not shape_node.outputs[0].uses and not shape_node.outputs[0].is_graph_output:
+            graph.remove_node(shape_node)
+        return True
 
     @staticmethod
     def _shape(node: Node) -> np.ndarray | None:
