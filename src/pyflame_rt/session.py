@@ -30,7 +30,15 @@ from .errors import (
 from .ir import Graph, Model, clone_graph, clone_model, verify
 from .opt import OptLevel, optimize
 from .opt.levels import to_opt_level
-from .types import DType, NodeArg, TensorInfo, ValueType, type_string
+from .types import (
+    DType,
+    NodeArg,
+    OptionalInfo,
+    SequenceInfo,
+    TensorInfo,
+    ValueType,
+    type_string,
+)
 
 __all__ = [
     "InferenceSession",
@@ -589,9 +597,17 @@ def _select_providers(providers: Sequence[Any] | None,
 
 
 def _check_value(name: str, value: Any, vtype: ValueType | None) -> Any:
-    """Validate one feed against the declared input type; returns the array to run with."""
+    """Validate one feed against the declared input type; returns the value to run with."""
+    if isinstance(vtype, SequenceInfo):
+        if not isinstance(value, (list, tuple)):
+            raise ValidationError(
+                f"input {name!r} is a {type_string(vtype)}: feed a list of numpy arrays, not "
+                f"a {type(value).__name__}")
+        return [_check_value(f"{name}[{i}]", v, vtype.elem) for i, v in enumerate(value)]
+    if isinstance(vtype, OptionalInfo):
+        return None if value is None else _check_value(name, value, vtype.elem)
     if not isinstance(vtype, TensorInfo):
-        return value  # sequences / optionals / maps: passed as given
+        return value  # maps and untyped inputs are passed as given
     expected = vtype.dtype
     if not isinstance(value, np.ndarray):
         if isinstance(value, (list, tuple, int, float, bool, np.generic)):

@@ -101,6 +101,8 @@ class DType(enum.Enum):
         dt = np.dtype(dtype)
         if dt.kind in ("U", "S", "O"):
             return DType.STRING
+        if not dt.isnative:
+            dt = dt.newbyteorder("=")
         try:
             return _FROM_NUMPY[dt]
         except KeyError:
@@ -238,5 +240,7 @@ class NodeArg:
 
     @classmethod
     def from_value_type(cls, name: str, vtype: ValueType | None) -> NodeArg:
-        shape = list(vtype.shape) if isinstance(vtype, TensorInfo) and vtype.shape else []
+        # ORT reports an optional tensor's inner shape; sequences and maps have none.
+        inner = vtype.elem if isinstance(vtype, OptionalInfo) else vtype
+        shape = list(inner.shape) if isinstance(inner, TensorInfo) and inner.shape else []
         return cls(name=name, type=type_string(vtype), shape=shape)

@@ -448,6 +448,15 @@ def test_save_over_a_mapped_file_keeps_the_old_model_valid(tmp_path) -> None:
     assert load_pfm(path).graph.initializers["w"].const_value.tolist() == [5.0] * 10
 
 
+def test_resave_a_mapped_model_to_its_own_path(model: Model, tmp_path) -> None:
+    path = tmp_path / "m.pfm"
+    save_pfm(model, path)
+    loaded = load_pfm(path)  # its tensors are views of the file being replaced
+    save_pfm(loaded, path)
+    assert_same_model(model, load_pfm(path))
+    assert_same_model(model, loaded)
+
+
 # -- is_pfm and argument errors -------------------------------------------------------------
 def test_is_pfm(data: bytes, tmp_path) -> None:
     path = tmp_path / "m.pfm"

@@ -87,7 +87,7 @@ def test_constants_in_patterns_match_within_tolerance_only():
         g = _graph([helper.make_node("Mul", ["h", "x"], ["y"])], {"x": (np.float32, [3])},
                    ["y"], {"h": np.array(value, np.float32)})
         assert bool(RuleSet([rule]).run(g, PassContext()).counts) is fires
-    g = _graph([helper.make_node("Mul", ["h", "x"], ["y"])], {"x": (np.float32, [3])},
+    g = _graph([helper.make_node("Mul", ["x", "h"], ["y"])], {"x": (np.float32, [3])},
                ["y"], {"h": np.array(0.6, np.float32)})
     assert "expected the constant 0.5, got 0.6" in RuleSet([rule]).explain(g).why()[0].reason
 

@@ -151,3 +151,27 @@ def test_errors_keep_the_user_model_intact(tmp_path):
         sess.run(None, {})
     assert model.SerializeToString() == before
     assert isinstance(onnx.load_from_string(before), onnx.ModelProto)
+
+
+def _seq_opt_model():
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)
+    opt = helper.make_value_info("o", helper.make_optional_type_proto(
+        helper.make_tensor_type_proto(TensorProto.FLOAT, [3])))
+    graph = helper.make_graph(
+        [helper.make_node("SequenceLength", ["s"], ["n"]),
+         helper.make_node("OptionalHasElement", ["o"], ["has"])], "g", [seq, opt],
+        [helper.make_tensor_value_info("n", TensorProto.INT64, []),
+         helper.make_tensor_value_info("has", TensorProto.BOOL, [])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_sequence_and_optional_feeds_are_validated():
+    sess = ort.InferenceSession(_seq_opt_model())
+    ok = sess.run(None, {"s": [np.ones(2, np.float32)], "o": None})
+    assert int(ok[0]) == 1 and not bool(ok[1])
+    with pytest.raises(C.InvalidArgument, match="feed a list of numpy arrays"):
+        sess.run(None, {"s": np.ones(2, np.float32), "o": None})
+    with pytest.raises(C.InvalidArgument, match=r"s\[1\].*tensor\(double\)"):
+        sess.run(None, {"s": [np.ones(2, np.float32), np.ones(2)], "o": None})
+    with pytest.raises(C.InvalidArgument, match=r"'o'.*tensor\(int64\)"):
+        sess.run(None, {"s": [], "o": np.ones(3, np.int64)})

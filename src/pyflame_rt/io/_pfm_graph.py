@@ -150,7 +150,7 @@ class GraphEncoder:
             return {"none": None}
         if isinstance(value, bool):
             return {"bool": value}
-        if isinstance(value, int) and not isinstance(value, DType):
+        if isinstance(value, int):
             return {"int": int(value)}
         if isinstance(value, float):
             return {"float": _encode_float(float(value))}

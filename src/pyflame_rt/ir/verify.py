@@ -50,6 +50,14 @@ def verify(graph: Graph, *, _scope: dict[str, Value] | None = None) -> None:
                         raise InvalidGraphError(
                             f"{node.describe()} reads {v.name!r} before it is produced by "
                             f"{v.producer.describe()}; call graph.sort()")
+    use_sets: dict[int, set] = {}
+
+    def uses_of(v: Value) -> set:
+        found = use_sets.get(id(v))
+        if found is None:
+            found = use_sets[id(v)] = set(v._uses)
+        return found
+
     for node in graph.nodes:
         if node.graph is not graph:
             raise InvalidGraphError(f"{node.describe()} is listed in graph {graph.name!r} but "
@@ -62,7 +70,7 @@ def verify(graph: Graph, *, _scope: dict[str, Value] | None = None) -> None:
                     f"{node.describe()}: input {index} {v.name!r} is not defined in graph "
                     f"{graph.name!r} or an enclosing scope (no graph input, initializer or "
                     "earlier node produces it)")
-            if (node, index) not in v._uses:
+            if (node, index) not in uses_of(v):
                 raise InvalidGraphError(
                     f"{node.describe()}: input {index} {v.name!r} is missing from the value's "
                     "use list (edges edited outside the IR?)")
@@ -81,8 +89,8 @@ def verify(graph: Graph, *, _scope: dict[str, Value] | None = None) -> None:
     for v in own.values():
         for use in v._uses:
             user = use.node
-            if user.graph is None or use.index >= len(user.inputs) or \
-                    user.inputs[use.index] is not v:
+            inputs = user._inputs
+            if user.graph is None or use.index >= len(inputs) or inputs[use.index] is not v:
                 raise InvalidGraphError(
                     f"value {v.name!r} has a dangling use by a node that no longer reads it "
                     f"({user.op_type} {user.name!r}); remove uses through the IR API")

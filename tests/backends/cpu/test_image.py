@@ -79,10 +79,29 @@ SCALES = [[1, 1, 2.0, 3.0], [1, 1, 0.6, 0.8], [1, 1, 1.7, 0.45], [1, 1, 1.0, 2.5
 @pytest.mark.parametrize("coord", COORD_MODES)
 @pytest.mark.parametrize("scales", SCALES)
 def test_resize_scales_modes(mode, coord, scales):
-    x = _rand(2, 3, 5, 7)
+    # Width 8: widths 7 and 9 put a half_pixel_symmetric source coordinate one ulp above an
+    # integer at these scales, where onnx.reference picks the wrong neighbours (see below).
+    x = _rand(2, 3, 5, 8)
     s = np.array(scales, dtype=np.float32)
     check_kernel(resize, "Resize", [x, None, s],
                  {"mode": mode, "coordinate_transformation_mode": coord}, opset=19, **TOL)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_resize_ramp_is_reproduced_at_float_noise_coordinates(mode):
+    # half_pixel_symmetric, width 7, scale 0.8 maps output 2 to 3.0000000000000004. The
+    # interpolant of a linear ramp is the ramp itself, so the answer is 3; onnx.reference
+    # returns 2 here (its neighbour search rounds the coordinate, its weights do not) and
+    # ONNX Runtime returns 3.
+    ramp = np.arange(7, dtype=np.float32).reshape(1, 1, 1, 7)
+    s = np.array([1, 1, 1, 0.8], dtype=np.float32)
+    got = resize(ramp, None, s, mode=mode, coordinate_transformation_mode="half_pixel_symmetric")
+    assert got.shape == (1, 1, 1, 5)
+    assert got[0, 0, 0, 2] == pytest.approx(3.0, abs=1e-6)
+    expected = onnxruntime("Resize", [ramp, None, s],
+                           {"mode": mode, "coordinate_transformation_mode":
+                            "half_pixel_symmetric"}, opset=19)[0]
+    assert_close(got, expected, **TOL)
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
@@ -94,15 +113,29 @@ def test_resize_sizes_modes(mode, coord, sizes):
                  {"mode": mode, "coordinate_transformation_mode": coord}, opset=19, **TOL)
 
 
-@pytest.mark.parametrize("nearest_mode", ["round_prefer_floor", "round_prefer_ceil", "floor",
-                                          "ceil"])
-@pytest.mark.parametrize("coord", COORD_MODES + ["tf_half_pixel_for_nn"])
+NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+
+
+@pytest.mark.parametrize("nearest_mode", NEAREST_MODES)
+@pytest.mark.parametrize("coord", COORD_MODES)
 def test_resize_nearest_modes(nearest_mode, coord):
     x = _rand(1, 2, 4, 6)
     for sizes in ([1, 2, 8, 9], [1, 2, 3, 4], [1, 2, 7, 12]):
         check_kernel(resize, "Resize", [x, None, None, np.array(sizes, dtype=np.int64)],
                      {"mode": "nearest", "nearest_mode": nearest_mode,
                       "coordinate_transformation_mode": coord}, opset=13, **TOL)
+
+
+@pytest.mark.parametrize("nearest_mode", NEAREST_MODES)
+def test_resize_tf_half_pixel_for_nn(nearest_mode):
+    # Resize-11/13 only; onnx.reference does not implement this mode, ONNX Runtime does.
+    x = _rand(1, 2, 4, 6)
+    for sizes in ([1, 2, 8, 9], [1, 2, 3, 4], [1, 2, 7, 12]):
+        inputs = [x, None, None, np.array(sizes, dtype=np.int64)]
+        attrs = {"mode": "nearest", "nearest_mode": nearest_mode,
+                 "coordinate_transformation_mode": "tf_half_pixel_for_nn"}
+        expected = onnxruntime("Resize", inputs, attrs, opset=13)[0]
+        assert_close(resize(*inputs, **attrs), expected, **TOL)
 
 
 @pytest.mark.parametrize("mode", ["linear", "cubic"])
@@ -133,7 +166,7 @@ def test_resize_tf_crop_and_resize(mode, extrapolation):
                   "extrapolation_value": extrapolation}, opset=19, **TOL)
 
 
-@pytest.mark.parametrize("axes", [[2, 3], [3, 2], [-1], [1, 3]])
+@pytest.mark.parametrize("axes", [[2, 3], [3, 2], [3], [1, 3]])
 @pytest.mark.parametrize("policy", ["stretch", "not_larger", "not_smaller"])
 def test_resize_axes_and_aspect_policy(axes, policy):
     x = _rand(2, 3, 4, 6)
@@ -144,6 +177,12 @@ def test_resize_axes_and_aspect_policy(axes, policy):
     scales = np.array([1.5, 0.5][: len(axes)], dtype=np.float32)
     check_kernel(resize, "Resize", [x, None, scales], {"mode": "nearest", "axes": axes},
                  opset=18, **TOL)
+    # Negative axes count from the back (onnx.reference does not accept them).
+    negative = [a - 4 for a in axes]
+    assert_close(resize(x, None, None, sizes, mode="linear", axes=negative,
+                        keep_aspect_ratio_policy=policy),
+                 resize(x, None, None, sizes, mode="linear", axes=axes,
+                        keep_aspect_ratio_policy=policy))
 
 
 def test_resize_crop_with_axes():
@@ -290,13 +329,25 @@ def test_grid_sample_1d_and_16_names():
     assert_close(grid_sample(x4, g4, mode="bicubic"), expected, **TOL)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.uint8])
-def test_grid_sample_dtypes(dtype):
-    x = (RNG.integers(0, 100, size=(1, 2, 4, 4)) if np.issubdtype(dtype, np.integer)
-         else _rand(1, 2, 4, 4)).astype(dtype)
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+def test_grid_sample_float_dtypes(dtype):
+    x = _rand(1, 2, 4, 4).astype(dtype)
     grid = RNG.uniform(-1, 1, size=(1, 3, 3, 2)).astype(np.float32)
     tol = {"rtol": 2e-3, "atol": 2e-3} if dtype == np.float16 else TOL
     check_kernel(grid_sample, "GridSample", [x, grid], {"mode": "linear"}, opset=20, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.int64])
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_grid_sample_integer_dtypes(dtype, mode):
+    # The spec: interpolate in floating point, cast to the integer type at the end (ONNX Cast
+    # truncates). onnx.reference interpolates with integer weights, so the oracle here is the
+    # float64 result of the same sampling (itself checked against the reference above).
+    x = RNG.integers(0, 100, size=(1, 2, 4, 4))
+    grid = RNG.uniform(-1.2, 1.2, size=(1, 3, 3, 2)).astype(np.float32)
+    expected = reference("GridSample", [x.astype(np.float64), grid], {"mode": mode},
+                         opset=20)[0].astype(dtype)
+    assert_close(grid_sample(x.astype(dtype), grid, mode=mode), expected)
 
 
 def test_grid_sample_errors():

@@ -513,9 +513,6 @@ def test_get_inputs_types_match_onnxruntime():
         [(a.name, a.type) for a in theirs.get_outputs()]
 
 
-@pytest.mark.xfail(strict=True, reason="NodeArg.from_value_type (types.py, not this module) "
-                   "reports [] for optional(tensor) shapes; ONNX Runtime reports the inner "
-                   "tensor's shape")
 def test_get_inputs_optional_shape_matches_onnxruntime():
     model = _typed_io_model().SerializeToString()
     ours = pf.InferenceSession(model)

@@ -66,15 +66,23 @@ def _precision_dtype(elem_type: int, what: str) -> np.dtype:
     return dtype
 
 
-def _softmax_last(x: np.ndarray, rnd: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _softmax_last(x: np.ndarray, rnd: Callable[[np.ndarray], np.ndarray], *,
+                  inplace: bool = False) -> np.ndarray:
     """Softmax over the last axis; a row that is all ``-inf`` gives zeros, not NaN.
 
     ``rnd`` rounds each intermediate to the softmax precision (numpy's 16-bit float ops
-    compute in float32 and round after every step, so we do too).
+    compute in float32 and round after every step, so we do too). With ``inplace`` the
+    result may be written into ``x``.
     """
+    if x.shape[-1] == 0:
+        return x.copy()
     row_max = x.max(axis=-1, keepdims=True)
     row_max[np.isneginf(row_max)] = 0
-    e = rnd(x - row_max)
+    if inplace:
+        x -= row_max
+        e = rnd(x)
+    else:
+        e = rnd(x - row_max)
     np.exp(e, out=e)
     e = rnd(e)
     total = rnd(e.sum(axis=-1, keepdims=True))
@@ -92,12 +100,51 @@ def _heads_4d(x: np.ndarray, num_heads: int, what: str) -> np.ndarray:
     return x.reshape(b, s, num_heads, hidden // num_heads).transpose(0, 2, 1, 3)
 
 
+def _part(x: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    """``x[start:stop]`` along ``axis``, unless that axis is a broadcast axis of size 1."""
+    if x.shape[axis] == 1:
+        return x
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+#: Elements of one block of attention scores: small enough to stay in the CPU caches while
+#: the softmax makes its passes over it.
+_BLOCK_ELEMENTS = 1 << 17
+
+
+def _mask_5d(attn_mask: np.ndarray, shape4: tuple[int, int, int, int], hkv: int,
+             work: np.dtype, rnd: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """attn_mask -> (b|1, hkv|1, rep|1, sq|1, skv): bool kept, numbers as T1-rounded bias."""
+    batch, hq, sq, skv = shape4
+    mask = attn_mask
+    if mask.ndim == 0 or mask.ndim > 4 or mask.shape[-1] > skv:
+        raise ValueError(f"attn_mask shape {list(mask.shape)} does not broadcast to the "
+                         f"attention matrix {[batch, hq, sq, skv]}")
+    if mask.dtype != np.bool_:
+        mask = rnd(mask.astype(work))
+    if mask.shape[-1] < skv:
+        # A mask shorter than the keys leaves the extra (padding) keys masked out.
+        fill = False if mask.dtype == np.bool_ else _NEG_INF
+        pad = [(0, 0)] * (mask.ndim - 1) + [(0, skv - mask.shape[-1])]
+        mask = np.pad(mask, pad, constant_values=fill)
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    if np.broadcast_shapes(mask.shape, shape4) != shape4:
+        raise ValueError(f"attn_mask shape {list(attn_mask.shape)} does not broadcast to the "
+                         f"attention matrix {[batch, hq, sq, skv]}")
+    mb, mh, mq, _ = mask.shape
+    if mh == 1:
+        return mask.reshape(mb, 1, 1, mq, skv)
+    return mask.reshape(mb, hkv, hq // hkv, mq, skv)
+
+
 def _attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, attn_mask: np.ndarray | None,
                past_key: np.ndarray | None, past_value: np.ndarray | None,
                nonpad_kv_seqlen: np.ndarray | None, *, is_causal: int,
                kv_num_heads: int | None, q_num_heads: int | None, qk_matmul_output_mode: int,
                scale: float | None, softcap: float, softmax_precision: int | None,
-               left_window_size: int, right_window_size: int, _ctx: Any) -> tuple:
+               left_window_size: int, right_window_size: int, _ctx: Any) -> Any:
     if not (Q.ndim == K.ndim == V.ndim) or Q.ndim not in (3, 4):
         raise ValueError(f"Q, K and V must all be 3-D or all be 4-D, got shapes "
                          f"{list(Q.shape)}, {list(K.shape)}, {list(V.shape)}")
@@ -120,9 +167,11 @@ def _attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, attn_mask: np.ndarra
         K = _heads_4d(K, kv_num_heads, "K")
         V = _heads_4d(V, kv_num_heads, "V")
     batch, hq, sq, head = Q.shape
-    if K.shape[1] != V.shape[1] or K.shape[3] != head:
-        raise ValueError(f"K {list(K.shape)} must have Q's head size {head} and as many heads "
-                         f"as V {list(V.shape)}")
+    if K.shape[0] != batch or V.shape[0] != batch or K.shape[1] != V.shape[1] or \
+            K.shape[3] != head or K.shape[2] != V.shape[2]:
+        raise ValueError(f"K {list(K.shape)} and V {list(V.shape)} must match Q "
+                         f"{list(Q.shape)} in batch, K must have Q's head size and V as many "
+                         "heads and positions as K")
     hkv = K.shape[1]
     if hkv == 0 or hq % hkv:
         raise ValueError(f"the number of query heads ({hq}) must be a multiple of the number "
@@ -132,107 +181,150 @@ def _attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, attn_mask: np.ndarra
     t1 = Q.dtype
     work = compute_dtype(t1)
     rnd = _rounder(t1)
+    sdtype = t1 if softmax_precision is None else _precision_dtype(softmax_precision,
+                                                                   "softmax_precision")
+    swork = compute_dtype(sdtype)
+    srnd = _rounder(sdtype)
+    vwork = np.result_type(work, swork, compute_dtype(V.dtype))
 
     present_key = K if past_key is None else np.concatenate([past_key, K], axis=2)
     present_value = V if past_value is None else np.concatenate([past_value, V], axis=2)
     past_len = 0 if past_key is None else past_key.shape[2]
-    skv = present_key.shape[2]
+    skv, dv = present_key.shape[2], present_value.shape[3]
+    want_qk = output_wanted(_ctx, 3)
 
-    # Additive bias: the user mask plus the structural (causal / window / padding) mask.
-    bias = None
+    mask5 = None
     if attn_mask is not None:
-        mask = attn_mask
-        width = mask.shape[-1] if mask.ndim else 1
-        if mask.ndim == 0 or width > skv:
-            raise ValueError(f"attn_mask shape {list(mask.shape)} does not fit the attention "
-                             f"matrix ({sq}, {skv})")
-        if width < skv:
-            # A mask shorter than the keys leaves the extra (padding) keys masked out.
-            fill = False if mask.dtype == np.bool_ else _NEG_INF
-            pad = [(0, 0)] * (mask.ndim - 1) + [(0, skv - width)]
-            mask = np.pad(mask.astype(work) if mask.dtype != np.bool_ else mask, pad,
-                          constant_values=fill)
-        if mask.dtype == np.bool_:
-            bias = np.where(mask, work.type(0), work.type(_NEG_INF))
-        else:
-            bias = rnd(mask.astype(work))
-    allowed = None
-    if is_causal or left_window_size >= 0 or right_window_size >= 0 or \
-            nonpad_kv_seqlen is not None:
-        rows = np.arange(sq).reshape(sq, 1)
-        cols = np.arange(skv).reshape(1, skv)
-        lengths = None
+        mask5 = _mask_5d(attn_mask, (batch, hq, sq, skv), hkv, work, rnd)
+
+    # Structural mask (causal / sliding window / key padding): query row i of batch b sits
+    # at absolute position pos[b, i] and may see keys lo[b, i] <= j <= hi[b, i].
+    structural = bool(is_causal) or left_window_size >= 0 or right_window_size >= 0 or \
+        nonpad_kv_seqlen is not None
+    if structural:
+        rows = np.arange(sq, dtype=np.int64)[None, :]
         if nonpad_kv_seqlen is not None:
-            lengths = np.asarray(nonpad_kv_seqlen).astype(np.int64).reshape(-1, 1, 1)
+            lengths = np.asarray(nonpad_kv_seqlen).astype(np.int64).reshape(-1, 1)
             if lengths.shape[0] != batch:
                 raise ValueError(f"nonpad_kv_seqlen has {lengths.shape[0]} entries, expected "
                                  f"one per batch ({batch})")
             # External cache: the query block ends at the last valid key of each batch.
             pos = rows + (lengths - sq)
         else:
+            lengths = None
             pos = rows + past_len
-        allowed = np.ones(np.broadcast_shapes(pos.shape, cols.shape), dtype=np.bool_)
+        lo = np.zeros_like(pos)
+        hi = np.full_like(pos, skv - 1)
         if is_causal:
-            allowed &= cols <= pos
+            hi = np.minimum(hi, pos)
         if left_window_size >= 0:
-            allowed &= pos - cols <= left_window_size
+            lo = np.maximum(lo, pos - left_window_size)
         if right_window_size >= 0:
-            allowed &= cols - pos <= right_window_size
+            hi = np.minimum(hi, pos + right_window_size)
         if lengths is not None:
-            allowed &= cols < lengths
-        allowed = allowed.reshape(-1, 1, sq, skv)
-        structural = np.where(allowed, work.type(0), work.type(_NEG_INF))
-        bias = structural if bias is None else bias + structural
+            hi = np.minimum(hi, lengths - 1)
+        lo4 = lo[:, None, :, None]  # (b|1, 1, sq, 1) against key columns
+        hi4 = hi[:, None, :, None]
+        # Keys any batch may see, per query row: a row block only multiplies those.
+        row_lo, row_hi = lo.min(axis=0), hi.max(axis=0)
 
-    # Scores: (Q * sqrt(scale)) @ (K * sqrt(scale))^T, grouped so K is never repeated.
+    # Q and K each scaled by sqrt(scale), as the spec's function body does.
     if scale is None:
         scale = 1.0 / math.sqrt(head)
     if scale < 0:
         raise ValueError(f"scale={scale} must be >= 0 (Q and K are each scaled by its root)")
     root = np.asarray(math.sqrt(scale), dtype=t1).astype(work)
-    q = rnd(Q.astype(work) * root).reshape(batch, hkv, rep, sq, head)
-    k = rnd(present_key.astype(work) * root)[:, :, None]
-    scores = rnd(np.matmul(q, k.swapaxes(-1, -2)).reshape(batch, hq, sq, skv))
-    raw = scores
-    if softcap and softcap > 0:
-        scores = rnd(rnd(np.tanh(rnd(scores / work.type(softcap)))) * work.type(softcap))
-    biased = scores if bias is None else rnd(scores + bias)
+    q5 = rnd(Q.astype(work) * root).reshape(batch, hkv, rep, sq, head)
+    kt = rnd(present_key.astype(work) * root).swapaxes(-1, -2)[:, :, None]  # (b, hkv, 1, d, skv)
+    v5 = present_value.astype(vwork, copy=False)[:, :, None]  # (b, hkv, 1, skv, dv)
+    y5 = np.zeros((batch, hkv, rep, sq, dv), dtype=vwork)
 
-    sdtype = t1 if softmax_precision is None else _precision_dtype(softmax_precision,
-                                                                   "softmax_precision")
-    srnd = _rounder(sdtype)
-    probs = _softmax_last(srnd(biased.astype(compute_dtype(sdtype))), srnd)
-    if bias is not None:
-        # A query row with no attendable key outputs zeros (decided on the bias, not logits).
-        dead = np.isneginf(bias.max(axis=-1, keepdims=True))
-        if dead.any():
-            probs = np.where(dead, probs.dtype.type(0), probs)
-    probs_t1 = probs.astype(t1)
+    if want_qk:
+        # The 4th output needs the whole score matrix: one block, every key.
+        batch_step, row_step = batch, sq
+        qk_parts: dict[int, np.ndarray] = {}
+    else:
+        per_row = max(1, hq * skv)
+        batch_step = max(1, min(batch, _BLOCK_ELEMENTS // (per_row * sq) or 1))
+        row_step = max(1, min(sq, _BLOCK_ELEMENTS // (per_row * batch_step)))
+        if batch_step < batch:
+            row_step = max(row_step, min(sq, 16))
+    softcap_v = work.type(softcap) if softcap and softcap > 0 else None
 
-    vwork = np.result_type(work, compute_dtype(present_value.dtype))
-    p5 = probs_t1.astype(vwork).reshape(batch, hkv, rep, sq, skv)
-    y = np.matmul(p5, present_value.astype(vwork)[:, :, None])
-    y = y.reshape(batch, hq, sq, -1).astype(t1)
+    for b0 in range(0, batch, batch_step):
+        b1 = min(batch, b0 + batch_step)
+        for r0 in range(0, sq, row_step):
+            r1 = min(sq, r0 + row_step)
+            c0, c1 = 0, skv
+            if structural and not want_qk:
+                c0 = int(row_lo[r0:r1].min())
+                c1 = int(row_hi[r0:r1].max()) + 1
+                if c1 <= c0:
+                    continue  # no key is visible to these rows: their output stays zero
+            bb, rb, cb = b1 - b0, r1 - r0, c1 - c0
+            # One GEMM per KV head: its query heads' rows stacked as (rep * rb, d).
+            qb = q5[b0:b1, :, :, r0:r1].reshape(bb, hkv, rep * rb, head)
+            s = np.matmul(qb, kt[b0:b1, :, 0, :, c0:c1])
+            s = rnd(s.reshape(bb, hkv, rep, rb, cb))
+            if want_qk:
+                qk_parts[0] = s.copy()
+            if softcap_v is not None:
+                s = rnd(s / softcap_v)
+                np.tanh(s, out=s)
+                s = rnd(rnd(s) * softcap_v)
+            if want_qk:
+                qk_parts[1] = s.copy()
+            bias = None
+            if mask5 is not None:
+                mb = _part(_part(_part(mask5, 0, b0, b1), 3, r0, r1), 4, c0, c1)
+                if mb.dtype == np.bool_:
+                    bias = np.where(mb, work.type(0), work.type(_NEG_INF))
+                else:
+                    bias = mb
+            if structural:
+                cols = np.arange(c0, c1, dtype=np.int64)
+                lo_b = _part(lo4, 0, b0, b1)[:, :, r0:r1]
+                hi_b = _part(hi4, 0, b0, b1)[:, :, r0:r1]
+                seen = (cols >= lo_b) & (cols <= hi_b)  # (bb|1, 1, rb, cb)
+                seen = seen[:, :, None]  # (bb|1, 1, 1, rb, cb)
+                if bias is None:
+                    bias = np.where(seen, work.type(0), work.type(_NEG_INF))
+                else:
+                    bias = np.where(seen, bias, work.type(_NEG_INF))
+            if bias is not None:
+                s += bias
+                s = rnd(s)
+            if want_qk:
+                qk_parts[2] = s.copy()
+            p = _softmax_last(srnd(s.astype(swork, copy=False)), srnd, inplace=True)
+            if bias is not None:
+                # A row with no attendable key gives zeros (decided on the bias, not logits).
+                dead = np.isneginf(bias.max(axis=-1, keepdims=True))
+                if dead.any():
+                    np.copyto(p, 0, where=np.broadcast_to(dead, p.shape))
+            p = rnd(p.astype(work, copy=False)) if sdtype != t1 else p
+            if want_qk:
+                qk_parts[3] = p
+            pb = p.astype(vwork, copy=False).reshape(bb, hkv, rep * rb, cb)
+            yb = np.matmul(pb, v5[b0:b1, :, 0, c0:c1])
+            y5[b0:b1, :, :, r0:r1] = yb.reshape(bb, hkv, rep, rb, dv)
+
+    y = y5.reshape(batch, hq, sq, dv).astype(t1)
     if is_3d:
-        y = y.transpose(0, 2, 1, 3).reshape(batch, sq, -1)
-
+        y = y.transpose(0, 2, 1, 3).reshape(batch, sq, hq * dv)
+    n = 1 if _ctx is None else max(1, int(getattr(_ctx, "noutputs", 1)))
+    if n == 1:
+        return y
     outputs: list[Any] = [y, None, None, None]
     if output_wanted(_ctx, 1):
         outputs[1] = present_key
     if output_wanted(_ctx, 2):
         outputs[2] = present_value
-    if output_wanted(_ctx, 3):
-        if qk_matmul_output_mode == 0:
-            qk = raw
-        elif qk_matmul_output_mode == 1:
-            qk = scores
-        elif qk_matmul_output_mode == 2:
-            qk = biased
-        else:
-            qk = probs_t1
-        outputs[3] = np.ascontiguousarray(qk).astype(t1, copy=False)
-    n = 1 if _ctx is None else max(1, int(getattr(_ctx, "noutputs", 1)))
-    return tuple(outputs[:n]) if n > 1 else y
+    if want_qk:
+        qk = qk_parts[qk_matmul_output_mode]
+        qk = np.broadcast_to(qk, (batch, hkv, rep, sq, skv)).reshape(batch, hq, sq, skv)
+        outputs[3] = qk.astype(t1)
+    return tuple(outputs[:n])
 
 
 @kernel("Attention", since=23)

@@ -58,7 +58,8 @@ def _float_work_dtype(dtype: np.dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind == "c":
         return dtype
-    if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize >= 4):
+    if dtype == np.float64 or dtype.kind in "iu":
+        # Integers round at the end: float32 sums would move exact .5 ties.
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 
@@ -238,9 +239,10 @@ def _resize_nd(X: np.ndarray, scales: Sequence[float], out_shape: Sequence[int],
     plans = []
     for axis, (scale, n_out, roi) in enumerate(zip(scales, out_shape, rois)):
         n_in = X.shape[axis]
-        identity = scale == 1.0 and n_out == n_in and (
-            coord_mode != "tf_crop_and_resize" or roi == (0.0, 1.0))
-        if identity and coord_mode != "tf_half_pixel_for_nn":
+        # An axis that keeps its size at scale 1 is copied (even under tf_half_pixel_for_nn,
+        # whose formula would shift it by half a pixel; ONNX Runtime copies it too).
+        if scale == 1.0 and n_out == n_in and (
+                coord_mode != "tf_crop_and_resize" or roi == (0.0, 1.0)):
             continue
         if n_in == 0 or n_out == 0:
             plans.append((n_out / max(n_in, 1), axis, None, None, None))
