@@ -504,7 +504,8 @@ class InferenceSession:
         """
         if not self._options.enable_profiling:
             return ""
-        stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+        micros = time.time_ns() // 1000 % 1_000_000
+        stamp = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{micros:06d}"
         path = f"{self._options.profile_file_prefix}{stamp}.json"
         events = self._profile_events()
         with open(path, "w", encoding="utf-8") as fh:

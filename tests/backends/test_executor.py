@@ -47,7 +47,9 @@ def test_unused_outputs_are_dropped_right_away():
 
 def test_debug_env_prints_every_node(monkeypatch, capsys):
     monkeypatch.setenv("PYFLAME_RT_DEBUG", "1")
-    sess = ort.InferenceSession(mlp_model().SerializeToString())
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.OptLevel.NONE  # the model's own five nodes
+    sess = ort.InferenceSession(mlp_model().SerializeToString(), opts)
     sess.run(None, {"x": np.ones((2, 4), np.float32)})
     err = capsys.readouterr().err
     assert err.count("[pyflame_rt]") == 5

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from opt_helpers import check_rewrite, make_model, op_counts, optimized, randn, session
 
 from pyflame_rt.io.onnx import from_onnx
-from pyflame_rt.opt import OptLevel, optimize
+from pyflame_rt.opt import optimize
 from pyflame_rt.opt.passes import ConstantFolding
 
 
@@ -231,7 +231,7 @@ def test_light_models_fold_their_constant_of_shape_weights():
     from pyflame_rt.io.onnx import load_onnx
 
     light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-    path = sorted(glob.glob(os.path.join(light, "*squeezenet*.onnx")))[0]
+    path = min(glob.glob(os.path.join(light, "*squeezenet*.onnx")))
     m = load_onnx(path)
     before = sum(n.op_type == "ConstantOfShape" for n in m.graph.nodes)
     g, report = optimize(m, "all")

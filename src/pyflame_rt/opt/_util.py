@@ -13,8 +13,17 @@ from onnx import helper
 from ..ir import Graph, Node, Value
 from ..types import TensorInfo
 
-__all__ = ["get_attr", "graphs_of", "static_shape", "rank_of", "scalar_of", "same_shape",
-           "node_opset", "is_default_domain", "RANDOM_OPS"]
+__all__ = [
+    "RANDOM_OPS",
+    "get_attr",
+    "graphs_of",
+    "is_default_domain",
+    "node_opset",
+    "rank_of",
+    "same_shape",
+    "scalar_of",
+    "static_shape",
+]
 
 #: Ops whose output differs run to run: never folded, never merged by CSE.
 RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",

@@ -26,8 +26,15 @@ from .levels import OptLevel, to_opt_level
 from .pass_manager import Pass, PassContext, PassManager
 from .pattern import Rule, RuleSet, Tracer
 
-__all__ = ["OptimizationReport", "optimize", "default_passes", "register_pass",
-           "register_rule", "unregister", "available_optimizers"]
+__all__ = [
+    "OptimizationReport",
+    "available_optimizers",
+    "default_passes",
+    "optimize",
+    "register_pass",
+    "register_rule",
+    "unregister",
+]
 
 
 @dataclass
@@ -60,9 +67,10 @@ class OptimizationReport:
 
     def format(self) -> str:
         """A multi-line report (what ``pyflame-rt optimize`` prints)."""
-        lines = [f"optimization level {self.level.name}: {self.nodes_before} -> "
-                 f"{self.nodes_after} nodes ({self.nodes_after - self.nodes_before:+d}) in "
-                 f"{self.seconds.get('total', 0.0) * 1e3:.1f} ms"]
+        head = (f"optimization level {self.level.name}: {self.nodes_before} -> "
+                f"{self.nodes_after} nodes ({self.nodes_after - self.nodes_before:+d}) in "
+                f"{self.seconds.get('total', 0.0) * 1e3:.1f} ms")
+        lines = [head]
         runs: dict[str, int] = {}
         for name in self.passes:
             runs[name] = runs.get(name, 0) + 1
@@ -125,7 +133,7 @@ def default_passes() -> list[Pass]:
     from .passes.dce import DeadCodeElimination
     from .passes.shapes import ShapeFolding, ShapeInference
     from .passes.simplify import simplify_rules
-    from .rules import extended_rule_sets, basic_rule_set
+    from .rules import basic_rule_set, extended_rule_sets
 
     passes: list[Pass] = [
         ShapeInference(),

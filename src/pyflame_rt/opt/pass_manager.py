@@ -25,7 +25,7 @@ from .levels import OptLevel
 if TYPE_CHECKING:
     from .pattern import Tracer
 
-__all__ = ["Pass", "PassContext", "PassManager", "PassResult", "FunctionPass"]
+__all__ = ["FunctionPass", "Pass", "PassContext", "PassManager", "PassResult"]
 
 _DEBUG_ENV = "PYFLAME_RT_DEBUG"
 

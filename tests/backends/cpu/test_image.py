@@ -357,6 +357,8 @@ def test_grid_sample_errors():
         grid_sample(_rand(1, 1, 3, 3), _rand(1, 2, 2, 2), padding_mode="wrap")
 
 
+# onnx.reference divides by zero for a length-1 axis with align_corners=1 (and still gives -1).
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
 @pytest.mark.parametrize("align", [0, 1])
 @pytest.mark.parametrize("size", [[2, 3, 4, 5], [2, 1, 3, 4, 2], [1, 1, 1, 3]])
 def test_affine_grid(align, size):
@@ -408,7 +410,7 @@ def test_roi_align_10_against_onnxruntime(mode, ratio):
 
 
 def test_roi_align_dtypes_and_chunks(monkeypatch):
-    import pyflame_rt.backends.cpu.image as image
+    from pyflame_rt.backends.cpu import image
 
     x = _rand(2, 3, 10, 12, dtype=np.float64)
     attrs = {"output_height": 2, "output_width": 2, "sampling_ratio": 0}
@@ -641,34 +643,24 @@ def test_image_decoder_bmp_pnm_tiff_round_trip():
     np.testing.assert_array_equal(image_decoder(_stream(tiff)), rgb)
 
 
-def _backend_cases():
-    from onnx import numpy_helper
-    from onnx.backend.test.loader import load_model_tests
+def _backend_image(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(encoded stream, Pillow-decoded pixels) of one ONNX backend-test image."""
+    from onnx.backend.test.case.node import _image_decoder_data as frozen
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = [c for c in load_model_tests(kind="node") if "image_decoder" in c.name]
-
-    def arr(t):
-        return t if isinstance(t, np.ndarray) else numpy_helper.to_array(t)
-
-    return {c.name: (arr(c.data_sets[0][0][0]), arr(c.data_sets[0][1][0]),
-                     c.model.graph.node[0].attribute) for c in cases}
+    item = getattr(frozen, f"image_decoder_decode_{name}")
+    return np.asarray(item.data, dtype=np.uint8), np.asarray(item.output)
 
 
 @pytest.mark.parametrize("fmt", ["bmp", "png", "pnm", "tiff"])
 def test_image_decoder_backend_images(fmt):
-    name = f"test_image_decoder_decode_{fmt}_rgb"
-    encoded, expected, _ = _backend_cases()[name]
+    encoded, expected = _backend_image(f"{fmt}_rgb")
     np.testing.assert_array_equal(image_decoder(encoded), expected)
 
 
 def test_image_decoder_unsupported_and_corrupt():
-    cases = _backend_cases()
-    for name in ("test_image_decoder_decode_jpeg_rgb", "test_image_decoder_decode_webp_rgb",
-                 "test_image_decoder_decode_jpeg2k_rgb"):
+    for name in ("jpeg_rgb", "webp_rgb", "jpeg2k_rgb"):
         with pytest.raises(NotImplementedFeatureError, match="not supported"):
-            image_decoder(cases[name][0])
+            image_decoder(_backend_image(name)[0])
     assert image_decoder(_stream(b"not an image at all")).shape == (0, 0, 3)
     assert image_decoder(_stream(b"\x89PNG\r\n\x1a\ngarbage"),
                          pixel_format="Grayscale").shape == (0, 0, 1)

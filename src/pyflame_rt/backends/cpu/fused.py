@@ -33,7 +33,7 @@ ACTIVATIONS = ("", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardS
                "SiLU", "Gelu", "GeluTanh")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _onnx(op_type: str):
     return lookup(op_type, "", None).fn
 

@@ -26,7 +26,7 @@ from .._util import RANDOM_OPS, graphs_of, node_opset
 from ..levels import OptLevel
 from ..pass_manager import Pass, PassContext, PassResult
 
-__all__ = ["ConstantFolding", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["DEFAULT_MAX_ELEMENTS", "ConstantFolding"]
 
 #: Outputs with more elements than this are only folded when they are no larger than the
 #: node's constant inputs together.

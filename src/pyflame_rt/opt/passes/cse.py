@@ -10,6 +10,7 @@ gain: exporters duplicate scalars and shape vectors, not weight matrices).
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ def _freeze(value: Any) -> Any:
             else repr(value.tolist()).encode()).hexdigest())
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return ("nan",)
     return value
 

@@ -25,15 +25,17 @@ output's name (it is a node output of the same graph, not an input or initialize
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from ...ir import Graph, Node, Value
-from .._util import get_attr, is_default_domain, rank_of, same_shape, scalar_of
+from .._util import get_attr, is_default_domain, rank_of, same_shape
 from ..levels import OptLevel
 from ..pass_manager import PassContext
 from ..pattern import Rule, RuleSet
 
-__all__ = ["bypass", "simplify_rules", "SIMPLIFY"]
+__all__ = ["SIMPLIFY", "bypass", "simplify_rules"]
 
 
 def _renamable(value: Value, graph: Graph) -> bool:
@@ -172,7 +174,7 @@ class _SingleInput(_Eliminate):
 class _Neutral(_Eliminate):
     """``x + 0``, ``x - 0``, ``x * 1``, ``x / 1`` where the constant does not broadcast x."""
 
-    _NEUTRAL = {"Add": 0.0, "Sub": 0.0, "Mul": 1.0, "Div": 1.0}
+    _NEUTRAL: ClassVar[dict[str, float]] = {"Add": 0.0, "Sub": 0.0, "Mul": 1.0, "Div": 1.0}
 
     def _pick(self, node: Node, ctx: PassContext) -> tuple[Value | None, str | None]:
         if len(node.inputs) != 2 or None in node.inputs:

@@ -22,7 +22,7 @@ from typing import Any
 from .._util import get_attr, rank_of, same_shape
 from ..pattern import Match, RewriteRule
 
-__all__ = ["ACTIVATIONS", "activation_rules", "Activation"]
+__all__ = ["ACTIVATIONS", "Activation", "activation_rules"]
 
 PYFLAME = "pyflame"
 _FLOAT = ("FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16")

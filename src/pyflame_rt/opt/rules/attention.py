@@ -174,7 +174,7 @@ def _split_slot(split: Node, part: Value, ctx: PassContext) -> int:
             raise _Refuse("the split sizes are not constant")
     elif "split" in split.attrs:
         sizes = np.asarray(split.attrs["split"])
-    if sizes is not None and len(set(int(s) for s in sizes.reshape(-1))) != 1:
+    if sizes is not None and len({int(s) for s in sizes.reshape(-1)}) != 1:
         raise _Refuse("q, k and v have different sizes")
     return split.outputs.index(part)
 
