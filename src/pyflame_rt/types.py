@@ -1,7 +1,7 @@
 """Element types, dims, value types and ``NodeArg``.
 
 ``DType`` covers every ONNX tensor element type; the narrow float and integer types
-(bfloat16, float8, float4/6, int4/uint4, int2/uint2) are backed by ``ml_dtypes`` numpy dtypes.
+(bfloat16, float8, float6, float4, int4/uint4, int2/uint2) are backed by ``ml_dtypes`` numpy dtypes.
 A dim is an ``int`` (fixed), a ``str`` (symbolic, e.g. ``"batch"``) or ``None`` (unknown).
 """
 
@@ -61,6 +61,8 @@ class DType(enum.Enum):
     FLOAT8E8M0 = 24
     UINT2 = 25
     INT2 = 26
+    FLOAT6E2M3 = 27
+    FLOAT6E3M2 = 28
 
     @property
     def numpy(self) -> np.dtype:
@@ -79,6 +81,8 @@ class DType(enum.Enum):
             return 0.5
         if self in (DType.UINT2, DType.INT2):
             return 0.25
+        if self in (DType.FLOAT6E2M3, DType.FLOAT6E3M2):
+            return 0.75
         if self is DType.STRING:
             return 0
         return self.numpy.itemsize
@@ -136,6 +140,8 @@ _TO_NUMPY: dict[DType, np.dtype] = {
     DType.FLOAT8E8M0: np.dtype(ml_dtypes.float8_e8m0fnu),
     DType.UINT2: np.dtype(ml_dtypes.uint2),
     DType.INT2: np.dtype(ml_dtypes.int2),
+    DType.FLOAT6E2M3: np.dtype(ml_dtypes.float6_e2m3fn),
+    DType.FLOAT6E3M2: np.dtype(ml_dtypes.float6_e3m2fn),
 }
 _FROM_NUMPY: dict[np.dtype, DType] = {v: k for k, v in _TO_NUMPY.items() if k is not DType.STRING}
 
@@ -153,7 +159,7 @@ _ORT_NAMES = {
 _FLOATS = {
     DType.FLOAT, DType.DOUBLE, DType.FLOAT16, DType.BFLOAT16, DType.FLOAT8E4M3FN,
     DType.FLOAT8E4M3FNUZ, DType.FLOAT8E5M2, DType.FLOAT8E5M2FNUZ, DType.FLOAT4E2M1,
-    DType.FLOAT8E8M0,
+    DType.FLOAT8E8M0, DType.FLOAT6E2M3, DType.FLOAT6E3M2,
 }
 
 

@@ -132,10 +132,15 @@ def test_scalar_and_empty_tensors() -> None:
     assert read(typed_empty).shape == (2, 0)
 
 
-def test_float6_is_refused_clearly() -> None:
-    t = TensorProto(name="f6", data_type=27, dims=[1], raw_data=b"\x01")
-    with pytest.raises(InvalidModelError, match=r"'f6'.*element type 27.*FLOAT6E2M3"):
-        read(t)
+def test_float6_raw_data_is_a_six_bit_stream() -> None:
+    # 0.5, 1.5, -2.0 in float6_e2m3fn are 0b000100, 0b001100, 0b110000: packed low bits
+    # first they straddle bytes as 0x04 0x03 0x03 (what onnx.numpy_helper writes).
+    t = TensorProto(name="f6", data_type=27, dims=[3], raw_data=b"\x04\x03\x03")
+    got = read(t)
+    assert got.dtype == DType.FLOAT6E2M3.numpy
+    assert got.astype(np.float32).tolist() == [0.5, 1.5, -2.0]
+    with pytest.raises(InvalidModelError, match="needs 3"):
+        read(TensorProto(name="f6", data_type=27, dims=[3], raw_data=b"\x04\x03"))
 
 
 def test_unknown_and_undefined_element_types() -> None:

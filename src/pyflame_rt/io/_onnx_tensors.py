@@ -30,13 +30,15 @@ __all__ = [
     "type_to_proto",
 ]
 
-_PACKED_BITS = {DType.UINT4: 4, DType.INT4: 4, DType.FLOAT4E2M1: 4, DType.UINT2: 2, DType.INT2: 2}
+_PACKED_BITS = {DType.UINT4: 4, DType.INT4: 4, DType.FLOAT4E2M1: 4, DType.UINT2: 2, DType.INT2: 2,
+                DType.FLOAT6E2M3: 6, DType.FLOAT6E3M2: 6}
 
 # Element types whose typed field is ``int32_data`` holding the bit pattern (not the value).
+# (float6 is bit-packed in raw_data but stores one element per int32 entry, as onnx does.)
 _BITS_IN_INT32 = {
     DType.FLOAT16: np.uint16, DType.BFLOAT16: np.uint16, DType.FLOAT8E4M3FN: np.uint8,
     DType.FLOAT8E4M3FNUZ: np.uint8, DType.FLOAT8E5M2: np.uint8, DType.FLOAT8E5M2FNUZ: np.uint8,
-    DType.FLOAT8E8M0: np.uint8,
+    DType.FLOAT8E8M0: np.uint8, DType.FLOAT6E2M3: np.uint8, DType.FLOAT6E3M2: np.uint8,
 }
 # Element types whose typed field is ``int32_data`` holding the value itself.
 _VALUES_IN_INT32 = {DType.INT32, DType.INT16, DType.INT8, DType.UINT16, DType.UINT8, DType.BOOL}
@@ -144,24 +146,20 @@ def type_to_proto(vtype: ValueType | None) -> onnx.TypeProto:
 
 # -- tensors: proto -> numpy -------------------------------------------------------------------
 def _unpack(data: np.ndarray, count: int, bits: int) -> np.ndarray:
-    """Split packed bytes into one element per byte, lowest bits first (ONNX's order)."""
-    per_byte = 8 // bits
-    mask = (1 << bits) - 1
-    shifts = np.arange(per_byte, dtype=np.uint8) * bits
-    out = (data[:, None] >> shifts[None, :]) & mask
-    return out.reshape(-1)[:count].astype(np.uint8)
+    """Split a packed bit stream into one element per byte, lowest bits first (ONNX's order).
+
+    Works for every width ONNX packs (2, 4 and 6 bits): elements may straddle bytes.
+    """
+    stream = np.unpackbits(np.ascontiguousarray(data, dtype=np.uint8), bitorder="little")
+    fields = stream[:count * bits].reshape(count, bits)
+    return np.packbits(fields, axis=1, bitorder="little").reshape(count).astype(np.uint8)
 
 
 def _pack(arr: np.ndarray, bits: int) -> bytes:
-    """Inverse of :func:`_unpack`: low bits of each element, ``8 // bits`` per byte."""
-    per_byte = 8 // bits
-    flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8) & ((1 << bits) - 1)
-    pad = (-flat.size) % per_byte
-    if pad:
-        flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
-    groups = flat.reshape(-1, per_byte).astype(np.uint8)
-    shifts = np.arange(per_byte, dtype=np.uint8) * bits
-    return np.bitwise_or.reduce(groups << shifts[None, :], axis=1).astype(np.uint8).tobytes()
+    """Inverse of :func:`_unpack`: the low ``bits`` of each element, as one bit stream."""
+    flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+    fields = np.unpackbits(flat[:, None], axis=1, bitorder="little")[:, :bits]
+    return np.packbits(fields.reshape(-1), bitorder="little").tobytes()
 
 
 def _decode_string(s: bytes) -> str | bytes:
@@ -264,7 +262,7 @@ class TensorReader:
             fld, per_elem = t.uint64_data, 1
         else:
             fld, per_elem = t.int32_data, 1
-        bits = _PACKED_BITS.get(dtype)
+        bits = None if dtype in _BITS_IN_INT32 else _PACKED_BITS.get(dtype)
         expected = (count * bits + 7) // 8 if bits else count * per_elem
         if len(fld) != expected:
             raise InvalidModelError(

@@ -242,6 +242,43 @@ def test_attention_25_windows(case):
                      noutputs=noutputs)
 
 
+BLOCKED_CASES = {
+    "causal_gqa": (24, (3, 4, 9, 8), (3, 2, 9, 8), None, None, None, {"is_causal": 1}),
+    "causal_one_batch": (23, (1, 2, 11, 4), (1, 2, 11, 4), ((11, 11), np.float32), None, None,
+                         {"is_causal": 1, "softcap": 1.0}),
+    "causal_past_mask": (23, (2, 2, 7, 8), (2, 2, 3, 8), ((2, 1, 7, 10), np.float32), 7, None,
+                         {"is_causal": 1}),
+    "nonpad_dead_rows": (24, (2, 2, 8, 8), (2, 2, 8, 8), None, None, [3, 8], {"is_causal": 1}),
+    "window_bool_mask": (25, (2, 4, 9, 8), (2, 2, 12, 8), ((4, 9, 12), np.bool_), None, None,
+                         {"left_window_size": 2, "right_window_size": 1}),
+    "plain_mask_3d": (23, (2, 3, 5, 4), (2, 3, 6, 4), ((3, 5, 6), np.float32), None, None, {}),
+}
+
+
+@pytest.mark.parametrize("block", [1, 40, 200])
+@pytest.mark.parametrize("case", sorted(BLOCKED_CASES))
+def test_attention_in_small_blocks(case, block, monkeypatch):
+    """Blocks of rows/batches (and causal key-range skipping) give the unblocked result."""
+    import pyflame_rt.backends.cpu.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(attention_module, "_MIN_BLOCK_ROWS", 1)
+    opset, qs, ks, mask, past, lengths, attrs = BLOCKED_CASES[case]
+    rng = np.random.default_rng(20)
+    m = None
+    if mask is not None:
+        shape, mdtype = mask
+        m = rng.random(shape) > 0.3 if mdtype == np.bool_ else _rand(rng, shape)
+    pk = pv = None
+    if past:
+        pk, pv = _rand(rng, (*ks[:2], past, ks[3])), _rand(rng, (*ks[:2], past, ks[3]))
+    inputs = [_rand(rng, qs), _rand(rng, ks), _rand(rng, ks), m, pk, pv]
+    if opset >= 24:
+        inputs.append(None if lengths is None else np.array(lengths, dtype=np.int64))
+    fn = {23: attention_23, 24: attention_24, 25: attention_25}[opset]
+    _check_attention(fn, inputs, attrs, opset=opset)
+
+
 def test_attention_errors():
     rng = np.random.default_rng(8)
     q, k, v = _rand(rng, (1, 4, 3, 8)), _rand(rng, (1, 3, 3, 8)), _rand(rng, (1, 3, 3, 8))
@@ -251,6 +288,10 @@ def test_attention_errors():
         attention_23(q[0], k[0], v[0])
     with pytest.raises(ValueError, match="past_key and past_value"):
         attention_23(k, k, v, None, _rand(rng, (1, 3, 2, 8)), None)
+    with pytest.raises(ValueError, match="past_key"):
+        attention_23(k, k, v, None, _rand(rng, (1, 3, 2, 4)), _rand(rng, (1, 3, 2, 8)))
+    with pytest.raises(ValueError, match="attn_mask shape"):
+        attention_23(k, k, v, _rand(rng, (2, 3, 3)))
     with pytest.raises(ValueError, match="cannot be combined"):
         attention_24(k, k, v, None, k, v, np.array([3]))
     with pytest.raises(ValueError, match="only for 3-D"):

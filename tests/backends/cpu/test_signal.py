@@ -48,13 +48,13 @@ def _signal(shape, complex_, dtype=np.float32):
     return RNG.standard_normal((*shape, 2 if complex_ else 1)).astype(dtype)
 
 
-@pytest.mark.parametrize("complex_", [False, True])
-@pytest.mark.parametrize("inverse,onesided", [(0, 0), (1, 0), (0, 1)])
+# A onesided forward DFT is defined for real input only.
+@pytest.mark.parametrize("complex_,inverse,onesided", [(False, 0, 0), (False, 1, 0),
+                                                       (False, 0, 1), (True, 0, 0),
+                                                       (True, 1, 0)])
 @pytest.mark.parametrize("axis", [1, 2, -2, -3])
 @pytest.mark.parametrize("length", [None, 4, 9])
 def test_dft_20(complex_, inverse, onesided, axis, length):
-    if onesided and complex_:
-        pytest.skip("onesided forward DFT is defined for real input only")
     x = _signal((2, 6, 5), complex_)
     inputs = [x, None if length is None else np.array(length, np.int64),
               np.array(axis, np.int64)]
@@ -66,7 +66,9 @@ def test_dft_20(complex_, inverse, onesided, axis, length):
 @pytest.mark.parametrize("length", [None, 8, 11])
 def test_dft_20_irfft(complex_, length):
     spectrum = _signal((3, 5), complex_)
-    inputs = [spectrum, None if length is None else np.array(length, np.int64), None]
+    # The axis input is given: onnx.reference's DFT-20 fails when it is omitted.
+    inputs = [spectrum, None if length is None else np.array(length, np.int64),
+              np.array(-2, np.int64)]
     check_kernel(dft_20, "DFT", inputs, {"inverse": 1, "onesided": 1}, opset=20, **FFT_TOL)
 
 
@@ -111,13 +113,11 @@ def test_dft_round_trip_and_errors():
 # ----------------------------------------------------------------------------------- STFT
 
 
-@pytest.mark.parametrize("complex_", [False, True])
-@pytest.mark.parametrize("onesided", [0, 1])
+# A onesided STFT needs a real signal.
+@pytest.mark.parametrize("complex_,onesided", [(False, 0), (False, 1), (True, 0)])
 @pytest.mark.parametrize("step,flen", [(2, 8), (3, 5), (16, 16)])
 @pytest.mark.parametrize("with_window", [False, True])
 def test_stft(complex_, onesided, step, flen, with_window):
-    if onesided and complex_:
-        pytest.skip("onesided output needs a real signal")
     x = _signal((2, 16), complex_)
     window = np.hanning(flen).astype(np.float32) if with_window else None
     inputs = [x, np.array(step, np.int64), window, np.array(flen, np.int64)]

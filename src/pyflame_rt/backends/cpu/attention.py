@@ -109,9 +109,12 @@ def _part(x: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     return x[tuple(index)]
 
 
-#: Elements of one block of attention scores: small enough to stay in the CPU caches while
-#: the softmax makes its passes over it.
-_BLOCK_ELEMENTS = 1 << 17
+#: Elements of one block of attention scores (4 MiB in float32): big enough for efficient
+#: GEMMs, small enough to bound memory and keep the softmax passes mostly in cache. Row blocks
+#: of a causal/windowed attention only multiply the keys their rows can see.
+_BLOCK_ELEMENTS = 1 << 20
+#: Fewest query rows per block, so each GEMM keeps a useful height however long the keys are.
+_MIN_BLOCK_ROWS = 16
 
 
 def _mask_5d(attn_mask: np.ndarray, shape4: tuple[int, int, int, int], hkv: int,
@@ -185,8 +188,16 @@ def _attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, attn_mask: np.ndarra
                                                                    "softmax_precision")
     swork = compute_dtype(sdtype)
     srnd = _rounder(sdtype)
-    vwork = np.result_type(work, swork, compute_dtype(V.dtype))
+    vwork = np.result_type(work, compute_dtype(V.dtype))
 
+    if past_key is not None and (
+            past_key.ndim != 4 or past_value.ndim != 4 or
+            past_key.shape[:2] != K.shape[:2] or past_key.shape[3] != head or
+            past_value.shape[:2] != V.shape[:2] or past_value.shape[3] != V.shape[3] or
+            past_key.shape[2] != past_value.shape[2]):
+        raise ValueError(f"past_key {list(past_key.shape)} / past_value "
+                         f"{list(past_value.shape)} must be (batch, kv_num_heads, past_len, "
+                         f"head_size) matching K {list(K.shape)} and V {list(V.shape)}")
     present_key = K if past_key is None else np.concatenate([past_key, K], axis=2)
     present_value = V if past_value is None else np.concatenate([past_value, V], axis=2)
     past_len = 0 if past_key is None else past_key.shape[2]
@@ -246,9 +257,7 @@ def _attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, attn_mask: np.ndarra
     else:
         per_row = max(1, hq * skv)
         batch_step = max(1, min(batch, _BLOCK_ELEMENTS // (per_row * sq) or 1))
-        row_step = max(1, min(sq, _BLOCK_ELEMENTS // (per_row * batch_step)))
-        if batch_step < batch:
-            row_step = max(row_step, min(sq, 16))
+        row_step = min(sq, max(_MIN_BLOCK_ROWS, _BLOCK_ELEMENTS // (per_row * batch_step)))
     softcap_v = work.type(softcap) if softcap and softcap > 0 else None
 
     for b0 in range(0, batch, batch_step):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -46,10 +47,14 @@ def _scalar_float(value: Any, name: str, op: str) -> float:
 
 def _out_dtype(output_datatype: int, op: str) -> np.dtype:
     try:
-        return DType.from_onnx(int(output_datatype)).numpy
-    except Exception as exc:  # re-raised with the op and the fix
-        raise ValueError(f"{op}: output_datatype={output_datatype} is not a tensor element type "
-                         "this op can produce (use e.g. 1 = FLOAT, 11 = DOUBLE)") from exc
+        dtype = np.dtype(DType.from_onnx(int(output_datatype)).numpy)
+    except (ValueError, TypeError, KeyError):  # unknown numbers: same message as bad types
+        dtype = None
+    if dtype is None or not (dtype.kind in "fiu" or dtype == ml_dtypes.bfloat16) or \
+            dtype.name.startswith(("float8", "float4", "int4", "uint4", "int2", "uint2")):
+        raise ValueError(f"{op}: output_datatype={output_datatype} is not a type this op can "
+                         "produce; use a float or integer type (e.g. 1 = FLOAT, 11 = DOUBLE)")
+    return dtype
 
 
 def _to_complex(x: np.ndarray, op: str) -> np.ndarray:
@@ -71,7 +76,7 @@ def _from_complex(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _dft(x: np.ndarray, dft_length: Any, axis: int, inverse: int, onesided: int) -> np.ndarray:
     x = np.asarray(x)
     rank = x.ndim
-    if not (-rank <= axis <= rank - 2):
+    if not (0 <= axis <= rank - 2 or -rank <= axis <= -2):
         raise ValueError(f"DFT: axis {axis} is out of range for a rank-{rank} input (the last "
                          "axis holds the real/imaginary parts and cannot be transformed)")
     axis = axis % rank
@@ -149,9 +154,8 @@ def stft(signal: np.ndarray, frame_step: np.ndarray, window: np.ndarray | None =
 # ------------------------------------------------------------------------------- windows
 
 
-def _window(size: Any, periodic: int, output_datatype: int, op: str,
-            coeffs: tuple[float, ...]) -> np.ndarray:
-    """sum_k (-1)^k coeffs[k] cos(2 pi k n / N), N = size (periodic) or size - 1 (symmetric)."""
+def _window(size: Any, periodic: int, output_datatype: int, op: str) -> np.ndarray:
+    """The window of ``op`` over n = 0..size-1, N = size (periodic) or size - 1 (symmetric)."""
     n = _scalar_int(size, "size", op)
     if n < 0:
         raise ValueError(f"{op}: size must be non-negative, got {n}")
@@ -161,30 +165,35 @@ def _window(size: Any, periodic: int, output_datatype: int, op: str,
         # A one-point symmetric window is the single peak value (as numpy and PyTorch give).
         return np.ones(n, dtype=np.float64).astype(dtype)
     phase = 2.0 * np.pi * np.arange(n, dtype=np.float64) / denom
-    w = np.zeros(n, dtype=np.float64)
-    for k, c in enumerate(coeffs):
-        w += (-1) ** k * c * np.cos(k * phase)
+    # The forms below add their terms in the order the spec's reference does, so values that
+    # are exactly 1 stay 1 (they matter when output_datatype is an integer type).
+    if op == "HannWindow":
+        w = np.sin(phase / 2) ** 2
+    elif op == "HammingWindow":
+        w = 25 / 46 - np.cos(phase) * (21 / 46)
+    else:
+        w = np.cos(phase) * -0.5 + np.cos(2 * phase) * 0.08 + 0.42
     return w.astype(dtype)
 
 
 @kernel("HannWindow", since=17)
 def hann_window(size: np.ndarray, *, output_datatype: int = 1, periodic: int = 1) -> np.ndarray:
     """ONNX HannWindow-17: 0.5 - 0.5 cos(2 pi n / N)."""
-    return _window(size, periodic, output_datatype, "HannWindow", (0.5, 0.5))
+    return _window(size, periodic, output_datatype, "HannWindow")
 
 
 @kernel("HammingWindow", since=17)
 def hamming_window(size: np.ndarray, *, output_datatype: int = 1,
                    periodic: int = 1) -> np.ndarray:
     """ONNX HammingWindow-17: 25/46 - 21/46 cos(2 pi n / N)."""
-    return _window(size, periodic, output_datatype, "HammingWindow", (25 / 46, 21 / 46))
+    return _window(size, periodic, output_datatype, "HammingWindow")
 
 
 @kernel("BlackmanWindow", since=17)
 def blackman_window(size: np.ndarray, *, output_datatype: int = 1,
                     periodic: int = 1) -> np.ndarray:
     """ONNX BlackmanWindow-17: 0.42 - 0.5 cos(2 pi n / N) + 0.08 cos(4 pi n / N)."""
-    return _window(size, periodic, output_datatype, "BlackmanWindow", (0.42, 0.5, 0.08))
+    return _window(size, periodic, output_datatype, "BlackmanWindow")
 
 
 @kernel("MelWeightMatrix", since=17)
