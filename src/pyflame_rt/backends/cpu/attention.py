@@ -133,7 +133,7 @@ def _mask_5d(attn_mask: np.ndarray, shape4: tuple[int, int, int, int], hkv: int,
         pad = [(0, 0)] * (mask.ndim - 1) + [(0, skv - mask.shape[-1])]
         mask = np.pad(mask, pad, constant_values=fill)
     mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-    if np.broadcast_shapes(mask.shape, shape4) != shape4:
+    if any(m not in (1, n) for m, n in zip(mask.shape, shape4)):
         raise ValueError(f"attn_mask shape {list(attn_mask.shape)} does not broadcast to the "
                          f"attention matrix {[batch, hq, sq, skv]}")
     mb, mh, mq, _ = mask.shape

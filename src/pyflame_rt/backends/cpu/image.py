@@ -1191,14 +1191,334 @@ def _unpack_bits(chunk: bytes) -> bytes:
     return bytes(out)
 
 
+# JPEG (baseline, Huffman) -- decoded the way libjpeg(-turbo) does by default, so pixels match
+# what Pillow/OpenCV give bit for bit: "islow" integer IDCT, fancy (triangle) chroma
+# upsampling, 16-bit fixed-point YCbCr -> RGB.
+
+
+def _zigzag() -> np.ndarray:
+    cells = sorted(((r, c) for r in range(8) for c in range(8)),
+                   key=lambda rc: (rc[0] + rc[1], rc[0] if (rc[0] + rc[1]) % 2 else -rc[0]))
+    return np.array([r * 8 + c for r, c in cells], dtype=np.int64)
+
+
+_ZIGZAG = _zigzag()
+
+
+def _jpeg_scan_loop(data, first_mcu, n_mcus, comps, hs, vs, dc_tab, ac_tab, mcus_x, offsets,
+                    strides, bw_single, maxcode, mincode, valptr, huffval, coefs):  # numba
+    """Huffman-decode ``n_mcus`` MCUs of one restart interval into zigzag coefficients."""
+    pos, acc, nbits = 0, 0, 0
+    size = data.size
+    ncomp = comps.size
+    pred = np.zeros(ncomp, dtype=np.int64)
+    for m in range(first_mcu, first_mcu + n_mcus):
+        for ci in range(ncomp):
+            c = comps[ci]
+            nb = 1 if ncomp == 1 else hs[c] * vs[c]
+            for b in range(nb):
+                if ncomp == 1:
+                    by, bx = m // bw_single[c], m % bw_single[c]
+                else:
+                    by = (m // mcus_x) * vs[c] + b // hs[c]
+                    bx = (m % mcus_x) * hs[c] + b % hs[c]
+                blk = offsets[c] + by * strides[c] + bx
+                k = 0
+                while k < 64:
+                    t = dc_tab[ci] if k == 0 else ac_tab[ci]
+                    code, sym = 0, -1
+                    for length in range(1, 17):
+                        if nbits == 0:
+                            acc = data[pos] if pos < size else 0
+                            pos += 1
+                            nbits = 8
+                        nbits -= 1
+                        code = (code << 1) | ((acc >> nbits) & 1)
+                        if code <= maxcode[t, length]:
+                            sym = huffval[t, valptr[t, length] + code - mincode[t, length]]
+                            break
+                    if sym < 0:
+                        return -1
+                    run, s = (0, sym) if k == 0 else (sym >> 4, sym & 15)
+                    if k > 0 and s == 0:
+                        if run == 15:
+                            k += 16
+                            continue
+                        break
+                    v = 0
+                    for _ in range(s):
+                        if nbits == 0:
+                            acc = data[pos] if pos < size else 0
+                            pos += 1
+                            nbits = 8
+                        nbits -= 1
+                        v = (v << 1) | ((acc >> nbits) & 1)
+                    if s > 0 and v < (1 << (s - 1)):
+                        v -= (1 << s) - 1
+                    if k == 0:
+                        pred[ci] += v
+                        coefs[blk, 0] = pred[ci]
+                        k = 1
+                    else:
+                        k += run
+                        if k > 63:
+                            return -1
+                        coefs[blk, k] = v
+                        k += 1
+    return pos
+
+
+_JPEG_JIT: list = []
+
+
+def _huffman_table(counts: bytes, values: bytes) -> tuple[np.ndarray, ...]:
+    maxcode = np.full(18, -1, dtype=np.int64)
+    mincode = np.zeros(18, dtype=np.int64)
+    valptr = np.zeros(18, dtype=np.int64)
+    code = k = 0
+    for length in range(1, 17):
+        n = counts[length - 1]
+        if n:
+            valptr[length], mincode[length] = k, code
+            code += n
+            k += n
+            maxcode[length] = code - 1
+        code <<= 1
+    huffval = np.zeros(256, dtype=np.int64)
+    huffval[: len(values)] = np.frombuffer(values, dtype=np.uint8)
+    return maxcode, mincode, valptr, huffval
+
+
+def _islow_1d(v: list[np.ndarray], shift: int) -> list[np.ndarray]:
+    """libjpeg's accurate integer 8-point IDCT (13-bit constants) on 8 coefficient arrays."""
+    z1 = (v[2] + v[6]) * 4433
+    tmp2 = z1 - v[6] * 15137
+    tmp3 = z1 + v[2] * 6270
+    tmp0 = (v[0] + v[4]) << 13
+    tmp1 = (v[0] - v[4]) << 13
+    e10, e13, e11, e12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
+    t0, t1, t2, t3 = v[7], v[5], v[3], v[1]
+    z5 = (t0 + t2 + t1 + t3) * 9633
+    z1 = (t0 + t3) * -7373
+    z2 = (t1 + t2) * -20995
+    z3 = (t0 + t2) * -16069 + z5
+    z4 = (t1 + t3) * -3196 + z5
+    o0 = t0 * 2446 + z1 + z3
+    o1 = t1 * 16819 + z2 + z4
+    o2 = t2 * 25172 + z2 + z3
+    o3 = t3 * 12299 + z1 + z4
+    half = 1 << (shift - 1)
+    return [(x + half) >> shift for x in (e10 + o3, e11 + o2, e12 + o1, e13 + o0,
+                                          e13 - o0, e12 - o1, e11 - o2, e10 - o3)]
+
+
+def _jpeg_idct(blocks: np.ndarray) -> np.ndarray:
+    """(B, 8, 8) dequantized coefficients [v, u] -> (B, 8, 8) samples 0..255."""
+    cols = _islow_1d([blocks[:, k, :] for k in range(8)], 11)  # pass 1: down each column
+    ws = np.stack(cols, axis=1)
+    rows = _islow_1d([ws[:, :, k] for k in range(8)], 18)  # pass 2: along each row
+    return np.clip(np.stack(rows, axis=2) + 128, 0, 255)
+
+
+def _fancy_upsample(plane: np.ndarray, hf: int, vf: int) -> np.ndarray:
+    """libjpeg's chroma upsampling: triangle filter for 2x, pixel replication otherwise."""
+    p = plane.astype(np.int64)
+    h, w = p.shape
+    if (hf, vf) == (2, 2) and w > 2:
+        up = np.concatenate([p[:1], p[:-1]], axis=0)
+        down = np.concatenate([p[1:], p[-1:]], axis=0)
+        out = np.empty((2 * h, 2 * w), dtype=np.int64)
+        for row0, near in ((0, up), (1, down)):
+            s = 3 * p + near
+            left = np.concatenate([s[:, :1], s[:, :-1]], axis=1)
+            right = np.concatenate([s[:, 1:], s[:, -1:]], axis=1)
+            even = (3 * s + left + 8) >> 4
+            odd = (3 * s + right + 7) >> 4
+            even[:, 0] = (4 * s[:, 0] + 8) >> 4
+            odd[:, -1] = (4 * s[:, -1] + 7) >> 4
+            out[row0::2, 0::2] = even
+            out[row0::2, 1::2] = odd
+        return out
+    if (hf, vf) == (2, 1) and w > 2:
+        left = np.concatenate([p[:, :1], p[:, :-1]], axis=1)
+        right = np.concatenate([p[:, 1:], p[:, -1:]], axis=1)
+        out = np.empty((h, 2 * w), dtype=np.int64)
+        out[:, 0::2] = (3 * p + left + 1) >> 2
+        out[:, 1::2] = (3 * p + right + 2) >> 2
+        out[:, 0] = p[:, 0]
+        out[:, -1] = p[:, -1]
+        return out
+    if (hf, vf) == (1, 2):
+        up = np.concatenate([p[:1], p[:-1]], axis=0)
+        down = np.concatenate([p[1:], p[-1:]], axis=0)
+        out = np.empty((2 * h, w), dtype=np.int64)
+        out[0::2] = (3 * p + up + 1) >> 2
+        out[1::2] = (3 * p + down + 2) >> 2
+        return out
+    return np.repeat(np.repeat(p, vf, axis=0), hf, axis=1)
+
+
+def _decode_jpeg(data: bytes) -> tuple[np.ndarray, str]:
+    qt: dict[int, np.ndarray] = {}
+    tables: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+    frame = None
+    restart = 0
+    adobe_transform = None
+    coefs = None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise _Undecodable("JPEG marker expected")
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0xD9:
+            break
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        seg = data[pos + 4:pos + 2 + length]
+        pos += 2 + length
+        if marker in (0xC0, 0xC1):
+            prec, height, width, ncomp = struct.unpack(">BHHB", seg[:6])
+            if prec != 8 or height == 0:
+                raise NotImplementedError(f"JPEG with {prec}-bit samples or a DNL height")
+            comps = [(seg[6 + 3 * i], seg[7 + 3 * i] >> 4, seg[7 + 3 * i] & 15, seg[8 + 3 * i])
+                     for i in range(ncomp)]
+            frame = (height, width, comps)
+        elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            raise NotImplementedError("progressive, lossless or arithmetic-coded JPEG")
+        elif marker == 0xDB:
+            i = 0
+            while i < len(seg):
+                pq, tq = seg[i] >> 4, seg[i] & 15
+                n = 128 if pq else 64
+                vals = np.frombuffer(seg[i + 1:i + 1 + n], dtype=">u2" if pq else np.uint8)
+                q = np.zeros(64, dtype=np.int64)
+                q[_ZIGZAG] = vals.astype(np.int64)
+                qt[tq] = q
+                i += 1 + n
+        elif marker == 0xC4:
+            i = 0
+            while i < len(seg):
+                tc, th = seg[i] >> 4, seg[i] & 15
+                counts = seg[i + 1:i + 17]
+                total = sum(counts)
+                tables[(tc, th)] = _huffman_table(counts, seg[i + 17:i + 17 + total])
+                i += 17 + total
+        elif marker == 0xDD:
+            (restart,) = struct.unpack(">H", seg[:2])
+        elif marker == 0xEE and seg[:5] == b"Adobe" and len(seg) >= 12:
+            adobe_transform = seg[11]
+        elif marker == 0xDA:
+            if frame is None:
+                raise _Undecodable("JPEG scan before frame header")
+            height, width, comps = frame
+            hmax = max(c[1] for c in comps)
+            vmax = max(c[2] for c in comps)
+            mcus_x = -(-width // (8 * hmax))
+            mcus_y = -(-height // (8 * vmax))
+            strides = np.array([mcus_x * c[1] for c in comps], dtype=np.int64)
+            rows = [mcus_y * c[2] for c in comps]
+            offsets = np.cumsum([0] + [s * r for s, r in zip(strides, rows)])
+            if coefs is None:
+                coefs = np.zeros((int(offsets[-1]), 64), dtype=np.int64)
+            ns = seg[0]
+            ids = [c[0] for c in comps]
+            scan = np.array([ids.index(seg[1 + 2 * i]) for i in range(ns)], dtype=np.int64)
+            dc_sel = np.array([seg[2 + 2 * i] >> 4 for i in range(ns)], dtype=np.int64)
+            ac_sel = np.array([4 + (seg[2 + 2 * i] & 15) for i in range(ns)], dtype=np.int64)
+            maxcode = np.full((8, 18), -1, dtype=np.int64)
+            mincode = np.zeros((8, 18), dtype=np.int64)
+            valptr = np.zeros((8, 18), dtype=np.int64)
+            huffval = np.zeros((8, 256), dtype=np.int64)
+            for (tc, th), tab in tables.items():
+                t = th + 4 * tc
+                maxcode[t], mincode[t], valptr[t], huffval[t] = tab
+            hs = np.array([c[1] for c in comps], dtype=np.int64)
+            vs = np.array([c[2] for c in comps], dtype=np.int64)
+            # A single-component scan walks that component's own block grid.
+            bw_single = np.array([-(-(-(-width * c[1] // hmax)) // 8) for c in comps],
+                                 dtype=np.int64)
+            if ns == 1:
+                c = comps[scan[0]]
+                bh = -(-(-(-height * c[2] // vmax)) // 8)
+                total = int(bw_single[scan[0]]) * bh
+            else:
+                total = mcus_x * mcus_y
+            # The entropy-coded data runs to the next marker other than a restart marker
+            # (0xFF 0x00 is a stuffed data byte, 0xFF 0xFF a fill byte).
+            segments, start, end = [], pos, pos
+            while True:
+                end = data.find(b"\xff", end)
+                if end < 0 or end + 1 >= len(data):
+                    end = len(data)
+                    break
+                follow = data[end + 1]
+                if follow in (0x00, 0xFF):
+                    end += 1 if follow == 0xFF else 2
+                    continue
+                if 0xD0 <= follow <= 0xD7:
+                    segments.append(data[start:end])
+                    start = end = end + 2
+                    continue
+                break
+            segments.append(data[start:end])
+            pos = end
+            if not _JPEG_JIT:
+                import numba  # imported lazily: only JPEG streams need the JIT
+
+                _JPEG_JIT.append(numba.njit(cache=True, nogil=True)(_jpeg_scan_loop))
+            per = restart if restart else total
+            for k, chunk in enumerate(segments):
+                first = k * per
+                count = min(per, total - first)
+                if count <= 0:
+                    break
+                raw = np.frombuffer(chunk.replace(b"\xff\x00", b"\xff"), dtype=np.uint8)
+                if _JPEG_JIT[0](raw, first, count, scan, hs, vs, dc_sel, ac_sel, mcus_x,
+                                offsets, strides, bw_single, maxcode, mincode, valptr,
+                                huffval, coefs) < 0:
+                    raise _Undecodable("bad Huffman code in JPEG data")
+    if frame is None or coefs is None:
+        raise _Undecodable("JPEG without frame or scan")
+    height, width, comps = frame
+    hmax = max(c[1] for c in comps)
+    vmax = max(c[2] for c in comps)
+    planes = []
+    for i, (_, h, v, tq) in enumerate(comps):
+        if tq not in qt or hmax % h or vmax % v:
+            raise _Undecodable("JPEG component without its quantization table")
+        blocks = coefs[offsets[i]:offsets[i + 1]]
+        nat = np.empty_like(blocks)
+        nat[:, _ZIGZAG] = blocks
+        pix = _jpeg_idct((nat * qt[tq]).reshape(-1, 8, 8))
+        nrow, ncol = rows[i], int(strides[i])
+        plane = pix.reshape(nrow, ncol, 8, 8).transpose(0, 2, 1, 3).reshape(nrow * 8, ncol * 8)
+        ch, cw = -(-height * v // vmax), -(-width * h // hmax)
+        plane = _fancy_upsample(plane[:ch, :cw], hmax // h, vmax // v)
+        planes.append(plane[:height, :width])
+    if len(planes) == 1:
+        return planes[0].astype(np.uint8), "L"
+    if len(planes) != 3:
+        raise NotImplementedError(f"JPEG with {len(planes)} color components (CMYK/YCCK)")
+    if adobe_transform == 0:
+        return np.stack(planes, axis=-1).astype(np.uint8), "RGB"
+    y, cb, cr = planes[0], planes[1] - 128, planes[2] - 128
+    # 16-bit fixed point with libjpeg's rounding (FIX(x) = round(x * 65536)).
+    r = y + ((91881 * cr + 32768) >> 16)
+    g = y + ((-22554 * cb + 32768 - 46802 * cr) >> 16)
+    b = y + ((116130 * cb + 32768) >> 16)
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8), "RGB"
+
+
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG", _decode_png),
     (b"BM", "BMP", _decode_bmp),
     (b"II*\x00", "TIFF", _decode_tiff),
     (b"MM\x00*", "TIFF", _decode_tiff),
+    (b"\xff\xd8", "JPEG", _decode_jpeg),
 )
 _UNSUPPORTED = (
-    (b"\xff\xd8", "JPEG"),
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
     (b"\xff\x4f\xff\x51", "JPEG 2000"),
     (b"RIFF", "WebP"),
@@ -1207,7 +1527,7 @@ _UNSUPPORTED = (
 
 @kernel("ImageDecoder", since=20)
 def image_decoder(encoded_stream: np.ndarray, *, pixel_format: str = "RGB") -> np.ndarray:
-    """ONNX ImageDecoder-20: decode BMP, PNG, TIFF and PNM streams to (H, W, C) uint8."""
+    """ONNX ImageDecoder-20: decode JPEG, PNG, BMP, TIFF and PNM streams to (H, W, C) uint8."""
     fmt = _text(pixel_format)
     if fmt not in ("RGB", "BGR", "Grayscale"):
         raise ValueError(f"ImageDecoder: unknown pixel_format {fmt!r}; expected RGB, BGR or "
@@ -1225,14 +1545,14 @@ def image_decoder(encoded_stream: np.ndarray, *, pixel_format: str = "RGB") -> n
             if data.startswith(magic) and (name != "WebP" or data[8:12] == b"WEBP"):
                 raise NotImplementedFeatureError(
                     f"ImageDecoder: {name} streams are not supported by the CPU provider (it "
-                    "decodes BMP, PNG, TIFF and PNM without external libraries); decode the "
-                    "image before the model or convert it to PNG")
+                    "decodes baseline JPEG, PNG, BMP, TIFF and PNM); decode the image before "
+                    "the model or convert it to PNG or JPEG")
         return np.zeros((0, 0, channels), dtype=np.uint8)
     try:
         img, mode = decoder(data)
     except NotImplementedError as exc:
         raise NotImplementedFeatureError(f"ImageDecoder: {exc} is not supported; convert the "
-                                         "image to 8-bit PNG") from exc
+                                         "image to 8-bit PNG or baseline JPEG") from exc
     except (_Undecodable, struct.error, ValueError, KeyError, IndexError, TypeError):
         # The spec: a stream that cannot be decoded gives an empty image.
         return np.zeros((0, 0, channels), dtype=np.uint8)

@@ -233,29 +233,44 @@ def _row_param(p: np.ndarray, a: np.ndarray) -> np.ndarray:
     return p
 
 
+def _multiplier(x_scale: np.ndarray, w_scale: np.ndarray, y_scale: np.ndarray) -> np.ndarray:
+    """x_scale * w_scale / y_scale in the scales' own precision (float16 stays float16), as
+    float64 so the integer accumulator is multiplied without a further rounding."""
+    st = np.result_type(np.asarray(x_scale).dtype, np.asarray(w_scale).dtype,
+                        np.asarray(y_scale).dtype)
+    ct = np.float64 if st == np.float64 else np.float32
+    m = np.asarray(x_scale).astype(ct) * np.asarray(w_scale).astype(ct)
+    if st != ct:
+        m = m.astype(st).astype(ct)
+    m = m / np.asarray(y_scale).astype(ct)
+    if st != ct:
+        m = m.astype(st).astype(ct)
+    return m.astype(np.float64)
+
+
+def _requantize(acc: np.ndarray, multiplier: np.ndarray, y_zero_point: np.ndarray) -> np.ndarray:
+    """saturate(round(acc * multiplier) + y_zero_point) in y_zero_point's type."""
+    y_zero_point = np.asarray(y_zero_point)
+    out_dtype = y_zero_point.dtype
+    q = acc.astype(np.float64) * multiplier
+    if _is_int(out_dtype):
+        q = np.rint(q + y_zero_point.astype(np.int64))
+    else:
+        q = q + y_zero_point.astype(np.float64)
+    return _saturate_cast(q, out_dtype, 1)
+
+
 @kernel("QLinearMatMul", since=10)
 def qlinear_matmul(a: np.ndarray, a_scale: np.ndarray, a_zero_point: np.ndarray,
                    b: np.ndarray, b_scale: np.ndarray, b_zero_point: np.ndarray,
                    y_scale: np.ndarray, y_zero_point: np.ndarray) -> np.ndarray:
     """ONNX QLinearMatMul-10/21: quantized matmul, per-tensor or per-row(a)/per-column(b)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim < 1 or b.ndim < 1:
+        raise ValueError("QLinearMatMul: a and b must have rank >= 1")
     acc = np.matmul(_centered(a, _row_param(a_zero_point, a)), _centered(b, b_zero_point))
-    # The real product is acc * a_scale * b_scale; requantize by y_scale in float32.
-    sa = _row_param(a_scale, a).astype(np.float32)
-    sb = np.asarray(b_scale).astype(np.float32)
-    sy = np.asarray(y_scale).astype(np.float32)
-    real = acc.astype(np.float32) * sa * sb
-    out_dtype = np.asarray(y_zero_point).dtype
-    return _requantize(real, sy, y_zero_point, out_dtype)
-
-
-def _requantize(real: np.ndarray, y_scale: np.ndarray, y_zero_point: np.ndarray,
-                out_dtype: np.dtype) -> np.ndarray:
-    q = real / y_scale
-    if _is_int(out_dtype):
-        q = np.rint(q) + np.asarray(y_zero_point).astype(np.int64)
-    else:
-        q = q + np.asarray(y_zero_point).astype(np.float32)
-    return _saturate_cast(q, out_dtype, 1)
+    mult = _multiplier(_row_param(a_scale, a), b_scale, y_scale)
+    return _requantize(acc, mult, y_zero_point)
 
 
 @kernel("QLinearConv", since=10)
@@ -273,17 +288,24 @@ def qlinear_conv(x: np.ndarray, x_scale: np.ndarray, x_zero_point: np.ndarray, w
         if np.asarray(val).size not in (1, m):
             raise ValueError(f"QLinearConv: {name} must be a scalar or have one value per output "
                              f"channel ({m}), got {np.asarray(val).size}")
+    for name, val in (("x_scale", x_scale), ("x_zero_point", x_zero_point),
+                      ("y_scale", y_scale), ("y_zero_point", y_zero_point)):
+        if np.asarray(val).size != 1:
+            raise ValueError(f"QLinearConv: {name} must be a scalar (per tensor), got shape "
+                             f"{list(np.shape(val))}")
     acc = conv_integer(x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
                        group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
     nsp = acc.ndim - 2
     acc = acc.astype(np.int64)
     if B is not None:
+        if np.asarray(B).size != m:
+            raise ValueError(f"QLinearConv: B has {np.asarray(B).size} values for {m} output "
+                             "channels")
         acc = acc + np.asarray(B).astype(np.int64).reshape((1, -1) + (1,) * nsp)
-    ws = np.asarray(w_scale).astype(np.float32).reshape((1, -1) + (1,) * nsp)
-    real = acc.astype(np.float32) * (np.asarray(x_scale).astype(np.float32).reshape(()) * ws)
-    sy = np.asarray(y_scale).astype(np.float32).reshape(())
-    return _requantize(real, sy, np.asarray(y_zero_point).reshape(()),
-                       np.asarray(y_zero_point).dtype)
+    ws = np.asarray(w_scale).reshape((1, -1) + (1,) * nsp) if np.size(w_scale) > 1 \
+        else np.asarray(w_scale).reshape(())
+    mult = _multiplier(np.asarray(x_scale).reshape(()), ws, np.asarray(y_scale).reshape(()))
+    return _requantize(acc, mult, np.asarray(y_zero_point).reshape(()))
 
 
 def _bits(dt: np.dtype) -> int:
