@@ -213,3 +213,15 @@ def test_matmul_bias_and_gelu_chain_into_one_node():
     sess = check_rewrite(model, {"a": randn(2, 3, 5)},
                          fired={"fuse_matmul_bias": 1, "fuse_matmul_onnxgelu": 1})
     assert op_counts(sess.graph) == {"pyflame::FusedMatMul": 1}
+
+
+def test_scale_fusion_refused_in_float16():
+    model = make_model([helper.make_node("MatMul", ["q", "k"], ["m"]),
+                        helper.make_node("Mul", ["m", "s"], ["y"])],
+                       {"q": (np.float16, [2, 3, 4]), "k": (np.float16, [2, 4, 5])}, ["y"],
+                       {"s": np.array(0.5, np.float16)})
+    assert any("16-bit floats would round differently" in r
+               for r in refusals(model, "fuse_matmul_scale"))
+    check_rewrite(model, {"q": randn(2, 3, 4, dtype=np.float16),
+                          "k": randn(2, 4, 5, seed=1, dtype=np.float16)}, ops={"Mul": 1},
+                  rtol=1e-3, atol=1e-3)

@@ -139,6 +139,7 @@ def _upgrade_old_opset(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
         return proto
     from onnx import version_converter
 
+    proto = _per_channel_prelu_slopes(proto)
     try:
         return version_converter.convert_version(proto, MIN_OPSET)
     except Exception as exc:  # noqa: BLE001 - the converter raises bare RuntimeErrors
@@ -146,6 +147,44 @@ def _upgrade_old_opset(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
             f"{source} uses ONNX opset {default[0]}, and converting it to opset {MIN_OPSET} "
             f"failed ({str(exc).strip().splitlines()[0][:200]}); convert the model with a "
             "newer exporter") from None
+
+
+def _per_channel_prelu_slopes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Give old PRelu slopes of shape ``(C,)`` the shape ``(C, 1, ..., 1)``.
+
+    Before opset 7 a 1-D PRelu slope of length C applied per channel (axis 1), which is how
+    PyTorch exported ``nn.PReLU(C)``; from opset 7 on, slopes broadcast from the right, so
+    the converter's output would apply them to the last axis. Reshaping the initializer keeps
+    the model's meaning. Needs the input's rank, so it uses ONNX shape inference.
+    """
+    inits = {t.name: t for t in proto.graph.initializer}
+    prelus = [n for n in proto.graph.node if n.op_type == "PRelu" and len(n.input) == 2
+              and n.input[1] in inits and len(inits[n.input[1]].dims) == 1
+              and inits[n.input[1]].dims[0] > 1]
+    if not prelus:
+        return proto
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - no ranks known: leave the model as it is
+        return proto
+    ranks = {}
+    for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    inits = {t.name: t for t in copy.graph.initializer}
+    declared = {vi.name: vi for vi in copy.graph.input}
+    for node in prelus:
+        rank = ranks.get(node.input[0], 0)
+        slope = inits[node.input[1]]
+        if rank > 2 and len(slope.dims) == 1:
+            slope.dims.extend([1] * (rank - 2))
+            vi = declared.get(slope.name)  # IR < 4 lists initializers as inputs too
+            if vi is not None and vi.type.tensor_type.HasField("shape"):
+                for _ in range(rank - 2):
+                    vi.type.tensor_type.shape.dim.add().dim_value = 1
+    return copy
 
 
 class _Scope:

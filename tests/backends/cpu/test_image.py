@@ -651,14 +651,94 @@ def _backend_image(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(item.data, dtype=np.uint8), np.asarray(item.output)
 
 
-@pytest.mark.parametrize("fmt", ["bmp", "png", "pnm", "tiff"])
-def test_image_decoder_backend_images(fmt):
-    encoded, expected = _backend_image(f"{fmt}_rgb")
-    np.testing.assert_array_equal(image_decoder(encoded), expected)
+# Small JPEGs written by Pillow 13.0 (libjpeg-turbo 3) with the sha256 of the pixels Pillow
+# decodes from them (RGB, and its L conversion): an independent decoder as the oracle.
+JPEG_FIXTURES = {
+    "jpeg_420_odd_size": (
+        ("/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIs"
+        "IxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/2wBDAQkJCQwLDBgNDRgyIRwhMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIy"
+        "MjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjL/wAARCAANABUDASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAA"
+        "AAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAk"
+        "M2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKT"
+        "lJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QA"
+        "HwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdh"
+        "cRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hp"
+        "anN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk"
+        "5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEAPwDp9XntrXSFQYLbenHFeU7bm91Ytv8A3eecDj/Pv7VtXepzXl0Y"
+        "3yAWxgHgc9cfjW7pel2whjl2DfuIJx9P8aiDeAxXst4seBn7aDwtZXsbOj28Uenosjop9JAc5/A0Vzmr6zPZXQhR"
+        "QVUY5+lFdtTLKUpOS6nDLCV6bcIvRf13P//Z"),
+        (13, 21, 3),
+        "6359f1a44336dba564b6ca557ce590345aca99112d9bd0d74548181bb68aa881",
+        "5ccc6019591dbabac715f634d5e1b36d8b0853161523f96ded100bee0dc59a80"),
+    "jpeg_422_restart": (
+        ("/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAMCAgMCAgMDAwMEAwMEBQgFBQQEBQoHBwYIDAoMDAsKCwsNDhIQDQ4R"
+        "DgsLEBYQERMUFRUVDA8XGBYUGBIUFRT/2wBDAQMEBAUEBQkFBQkUDQsNFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU"
+        "FBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBT/wAARCAAQABgDASEAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAA"
+        "AAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAk"
+        "M2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKT"
+        "lJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QA"
+        "HwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdh"
+        "cRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hp"
+        "anN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk"
+        "5ebn6Onq8vP09fb3+Pn6/90ABAAB/9oADAMBAAIRAxEAPwD2z4h6pYaB4EaGFI4n8ssBIB83IBOSM+oxkYPf1+Hl"
+        "TU/EHi6J0+7NcFEJbMYHzbRkHtyO46gCuThbEfVMXWy2q9JN+X9f8Od2Wy/tvh+WHk/fj132vt5/p2Z//9D2T4Xa"
+        "fa+FfCmZJEnZYxsgdQMOT8q42nB6D0Pr3BXw+fZdLCY+dOztvo5ddb6Nb/icnDmarDYWWHqScXFtbX/r+mf/0fNr"
+        "74m6n428UyWULGWN5P3qDOw8n/WZHXsAOxwOle/+CPg/BpejC9nhjmUIsiebtxuJPqScEknj0Nc3EtNZXmdLHUV8"
+        "Vtf6f9Kzv1OXhyo8uzergKjtGTt+i/roj//S534sfF+bRb2XS7O4VIYfmVEB2KccdeuDgYz/ABdu5X22My+nmSp4"
+        "iLV3FX9d+zPleI8rngMfOEYq0tb97+lux//Z"),
+        (16, 24, 3),
+        "1cd00ea5b28c3cb80831e29d4dcfe544d4f2a72683f28f1f466764c97860bd68",
+        "39aa993323292f63b9a884396503fcff2f676e18a237ddc2266f8f521334836e"),
+    "jpeg_444_optimized": (
+        ("/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAA0JCgsKCA0LCgsODg0PEyAVExISEyccHhcgLikxMC4pLSwzOko+MzZG"
+        "NywtQFdBRkxOUlNSMj5aYVpQYEpRUk//2wBDAQ4ODhMREyYVFSZPNS01T09PT09PT09PT09PT09PT09PT09PT09P"
+        "T09PT09PT09PT09PT09PT09PT09PT09PT0//wAARCAAJAAsDAREAAhEBAxEB/8QAFQABAQAAAAAAAAAAAAAAAAAA"
+        "BQb/xAAiEAABAwMDBQAAAAAAAAAAAAABAAIDBCEzBRETMXGBgrH/xAAXAQADAQAAAAAAAAAAAAAAAAABBAUG/8QA"
+        "IREAAgEDAwUAAAAAAAAAAAAAAAECAwQREyEyIjEzgcH/2gAMAwEAAhEDEQA/AGq2WOCkLGnZ3mxSMk6UsoFncY6W"
+        "Qs9Q7nfdwv0CoxuU1kqaaluVGoY/Qpe/4kCl5H6+A8GIdz9Sq7I0FLgj/9k="),
+        (9, 11, 3),
+        "85f6ddf4bd2adab5c04d45367df2425eec6dee0029ebe6493b7596cdcd2eabde",
+        "f8c17f99d4c6fd9c07fbd9206a1d912f9d318ae96701cd4579fc791a7d57eee6"),
+    "jpeg_gray": (
+        ("/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAUDBAQEAwUEBAQFBQUGBwwIBwcHBw8LCwkMEQ8SEhEPERETFhwXExQa"
+        "FRERGCEYGh0dHx8fExciJCIeJBweHx7/wAALCAAKABMBAREA/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcI"
+        "CQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcY"
+        "GRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKj"
+        "pKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/9oACAEBAAA/APQP"
+        "FV7YadoPlQyQosikAY5J4HBx3zz0r52mgv8AUfEqxsFkiB+6GGeTkZz9evXge1e86FpFqmkWyvFHuCDPz/4Vx/jV"
+        "2a6CsxZWgYkE8E4FY3g5E/0mXYvmAAhscg7k716ZYkm2XJPVv5mv/9k="),
+        (10, 19, 3),
+        "0e484433c6edb330640f95dd1f9ef84ffb55d252be8e793fec635b97bbab20b0",
+        "a2345fc4281359192c226a84ad68e51b837b63b3cbb0ca68fdec331def0ddca7"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(JPEG_FIXTURES))
+def test_image_decoder_jpeg_variants(name):
+    import base64
+    import hashlib
+
+    b64, shape, rgb_sha, gray_sha = JPEG_FIXTURES[name]
+    data = _stream(base64.b64decode(b64))
+    rgb = image_decoder(data)
+    assert rgb.shape == shape and rgb.dtype == np.uint8
+    assert hashlib.sha256(rgb.tobytes()).hexdigest() == rgb_sha
+    gray = image_decoder(data, pixel_format="Grayscale")
+    assert gray.shape == (*shape[:2], 1)
+    assert hashlib.sha256(gray.tobytes()).hexdigest() == gray_sha
+    np.testing.assert_array_equal(image_decoder(data, pixel_format="BGR"), rgb[..., ::-1])
+
+
+@pytest.mark.parametrize("name", ["bmp_rgb", "png_rgb", "pnm_rgb", "tiff_rgb", "jpeg_rgb",
+                                  "jpeg_bgr", "jpeg_grayscale"])
+def test_image_decoder_backend_images(name):
+    encoded, expected = _backend_image(name)
+    fmt = {"bgr": "BGR", "grayscale": "Grayscale"}.get(name.split("_")[1], "RGB")
+    np.testing.assert_array_equal(image_decoder(encoded, pixel_format=fmt), expected)
 
 
 def test_image_decoder_unsupported_and_corrupt():
-    for name in ("jpeg_rgb", "webp_rgb", "jpeg2k_rgb"):
+    for name in ("webp_rgb", "jpeg2k_rgb"):
         with pytest.raises(NotImplementedFeatureError, match="not supported"):
             image_decoder(_backend_image(name)[0])
     assert image_decoder(_stream(b"not an image at all")).shape == (0, 0, 3)
@@ -687,3 +767,34 @@ def test_every_grid_sample_combination_runs_on_5d_cubic():
         check_kernel(grid_sample, "GridSample", [x, grid],
                      {"mode": "cubic", "padding_mode": padding, "align_corners": align},
                      opset=22, **TOL)
+
+
+def test_bfloat16_versions_22():
+    # Opset 22 added bfloat16 to RoiAlign, GridSample, DeformConv and MaxRoiPool. The oracle is
+    # onnx.reference on the same (bfloat16-representable) values in float32.
+    bf = ml_dtypes.bfloat16
+    x = _rand(1, 2, 6, 7).astype(bf).astype(np.float32)
+    rois = np.array([[0.5, 0.5, 4.0, 5.5], [1, 1, 6, 3]], np.float32)
+    batch = np.array([0, 0], np.int64)
+    attrs = {"output_height": 2, "output_width": 3}
+    got = roi_align_16(x.astype(bf), rois.astype(bf), batch, **attrs)
+    assert got.dtype == bf
+    assert_close(got.astype(np.float32),
+                 reference("RoiAlign", [x, rois, batch], attrs, opset=22)[0], rtol=1e-2,
+                 atol=1e-2)
+    grid = np.array([[[[0.25, -0.5], [0.75, 0.5]]]], np.float32)
+    got = grid_sample(x.astype(bf), grid.astype(bf), mode="cubic")
+    assert got.dtype == bf
+    assert_close(got.astype(np.float32),
+                 reference("GridSample", [x, grid], {"mode": "cubic"}, opset=22)[0],
+                 rtol=1e-2, atol=1e-2)
+    w = _rand(3, 2, 2, 2).astype(bf).astype(np.float32)
+    offset = (RNG.uniform(-1, 1, size=(1, 8, 5, 6)).astype(bf).astype(np.float32))
+    got = deform_conv(x.astype(bf), w.astype(bf), offset.astype(bf))
+    assert got.dtype == bf
+    assert_close(got.astype(np.float32),
+                 reference("DeformConv", [x, w, offset], {}, opset=22)[0], rtol=2e-2, atol=5e-2)
+    pooled = max_roi_pool(x.astype(bf), np.array([[0, 1, 1, 5, 4]], bf), pooled_shape=[2, 2])
+    assert pooled.dtype == bf
+    assert_close(pooled.astype(np.float32),
+                 max_roi_pool(x, np.array([[0, 1, 1, 5, 4]], np.float32), pooled_shape=[2, 2]))

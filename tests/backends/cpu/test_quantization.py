@@ -63,6 +63,17 @@ def _zero_point(dtype, shape=()) -> np.ndarray:
     return np.zeros(shape, dtype=dt)
 
 
+def _close_to_ort(got: np.ndarray, expected: np.ndarray) -> None:
+    """ONNX Runtime requantizes in float32 (acc * multiplier rounded to float32 first), the
+    spec/onnx.reference in higher precision, so a value within float32 rounding of a .5 tie
+    may land one step apart; anything else must be equal."""
+    expected = np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+    assert diff.max(initial=0) <= 1, f"differs from ONNX Runtime by {diff.max()}"
+    assert np.count_nonzero(diff) <= max(1, diff.size // 100)
+
+
 def test_registered_versions():
     for opset in (10, 13, 19, 21, 23, 25):
         assert lookup("QuantizeLinear", opset=opset).fn is quantize_linear
@@ -301,7 +312,7 @@ def test_qlinear_matmul(qtype, stype, shapes):
     check_kernel(qlinear_matmul, "QLinearMatMul", inputs, opset=21)
     if stype is np.float32:
         expected = onnxruntime("QLinearMatMul", inputs, opset=21)[0]
-        assert_close(qlinear_matmul(*inputs), expected)
+        _close_to_ort(qlinear_matmul(*inputs), expected)
 
 
 @pytest.mark.parametrize("qtype", [np.uint8, np.int8])
@@ -363,7 +374,7 @@ def test_qlinear_conv(qtype, wtype, attrs, per_channel):
     check_kernel(qlinear_conv, "QLinearConv", inputs, attrs, opset=10)
     if "dilations" not in attrs:  # ONNX Runtime refuses dilations with SAME padding
         expected = onnxruntime("QLinearConv", inputs, attrs, opset=10)[0]
-        assert_close(qlinear_conv(*inputs, **attrs), expected)
+        _close_to_ort(qlinear_conv(*inputs, **attrs), expected)
 
 
 def test_qlinear_conv_without_bias_1d():

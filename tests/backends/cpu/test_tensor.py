@@ -890,3 +890,16 @@ def test_view_kernels_do_not_modify_inputs():
     T.pad_11(x, i64(1, 1, 1, 1, 1, 1))
     T.cast(x, to=TP.INT32)
     np.testing.assert_array_equal(x, X234)
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_space_to_depth_mode_inverts_depth_to_space(mode):
+    # SpaceToDepth's mode attribute is not in onnx.reference; the spec defines it as the
+    # inverse of DepthToSpace with the same mode, which the reference does implement.
+    from pyflame_rt.backends.cpu.tensor import space_to_depth
+
+    x = np.arange(2 * 8 * 3 * 4, dtype=np.float32).reshape(2, 8, 3, 4)
+    back = reference("DepthToSpace", [x], {"blocksize": 2, "mode": mode}, opset=13)[0]
+    np.testing.assert_array_equal(space_to_depth(back, blocksize=2, mode=mode), x)
+    with pytest.raises(ValueError, match="DCR or CRD"):
+        space_to_depth(back, blocksize=2, mode="XYZ")

@@ -10,6 +10,13 @@ computed in float64 the way the ONNX spec (and ``onnx.reference``) writes them.
 
 GridSample and DeformConv sample with per-point indices and weights: the tap tables are built
 once per spatial axis and combined over the (2 or 4) ** rank taps with one flat gather each.
+RoiAlign vectorizes over chunks of ROIs (each padded to the chunk's largest sampling grid).
+
+ImageDecoder reads baseline JPEG, PNG, BMP, TIFF (uncompressed, Deflate, PackBits) and PNM with
+numpy and zlib only. The two inherently sequential loops -- JPEG Huffman decoding and PNG's
+Average/Paeth row filters -- are numba-compiled on first use; everything else (IDCT, chroma
+upsampling, color conversion) is vectorized. JPEG follows libjpeg's default decoding path
+(integer "islow" IDCT, fancy upsampling, fixed-point YCbCr), so pixels equal Pillow's.
 """
 
 from __future__ import annotations
@@ -252,8 +259,11 @@ def _resize_nd(X: np.ndarray, scales: Sequence[float], out_shape: Sequence[int],
                             antialias=bool(antialias), exclude_outside=bool(exclude_outside),
                             nearest_mode=nearest_mode)
         plans.append((n_out / n_in, axis, idx, w, outside))
-    # Shrink first so the later (growing) passes touch as little data as possible.
-    plans.sort(key=lambda p: p[0])
+    # Shrink first so the later (growing) passes touch as little data as possible; among the
+    # growing axes do the innermost first: gathers along the last axis are several times
+    # slower per element than along outer axes, so they should run while the data is small.
+    last = X.ndim - 1
+    plans.sort(key=lambda p: (p[0] > 1, p[1] != last, p[0]))
     masks = []
     for _, axis, idx, w, outside in plans:
         if idx is None:
@@ -1271,6 +1281,10 @@ def _jpeg_scan_loop(data, first_mcu, n_mcus, comps, hs, vs, dc_tab, ac_tab, mcus
 _JPEG_JIT: list = []
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _huffman_table(counts: bytes, values: bytes) -> tuple[np.ndarray, ...]:
     maxcode = np.full(18, -1, dtype=np.int64)
     mincode = np.zeros(18, dtype=np.int64)
@@ -1415,8 +1429,8 @@ def _decode_jpeg(data: bytes) -> tuple[np.ndarray, str]:
             height, width, comps = frame
             hmax = max(c[1] for c in comps)
             vmax = max(c[2] for c in comps)
-            mcus_x = -(-width // (8 * hmax))
-            mcus_y = -(-height // (8 * vmax))
+            mcus_x = _ceil_div(width, 8 * hmax)
+            mcus_y = _ceil_div(height, 8 * vmax)
             strides = np.array([mcus_x * c[1] for c in comps], dtype=np.int64)
             rows = [mcus_y * c[2] for c in comps]
             offsets = np.cumsum([0] + [s * r for s, r in zip(strides, rows)])
@@ -1437,11 +1451,11 @@ def _decode_jpeg(data: bytes) -> tuple[np.ndarray, str]:
             hs = np.array([c[1] for c in comps], dtype=np.int64)
             vs = np.array([c[2] for c in comps], dtype=np.int64)
             # A single-component scan walks that component's own block grid.
-            bw_single = np.array([-(-(-(-width * c[1] // hmax)) // 8) for c in comps],
+            bw_single = np.array([_ceil_div(_ceil_div(width * c[1], hmax), 8) for c in comps],
                                  dtype=np.int64)
             if ns == 1:
                 c = comps[scan[0]]
-                bh = -(-(-(-height * c[2] // vmax)) // 8)
+                bh = _ceil_div(_ceil_div(height * c[2], vmax), 8)
                 total = int(bw_single[scan[0]]) * bh
             else:
                 total = mcus_x * mcus_y
@@ -1494,7 +1508,7 @@ def _decode_jpeg(data: bytes) -> tuple[np.ndarray, str]:
         pix = _jpeg_idct((nat * qt[tq]).reshape(-1, 8, 8))
         nrow, ncol = rows[i], int(strides[i])
         plane = pix.reshape(nrow, ncol, 8, 8).transpose(0, 2, 1, 3).reshape(nrow * 8, ncol * 8)
-        ch, cw = -(-height * v // vmax), -(-width * h // hmax)
+        ch, cw = _ceil_div(height * v, vmax), _ceil_div(width * h, hmax)
         plane = _fancy_upsample(plane[:ch, :cw], hmax // h, vmax // v)
         planes.append(plane[:height, :width])
     if len(planes) == 1:

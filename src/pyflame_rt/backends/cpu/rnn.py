@@ -5,7 +5,8 @@ transposed on the way in and the outputs back on the way out). The input project
 ``X @ W^T + Wb`` of every time step is one matmul over the whole sequence; only the recurrent
 part ``H @ R^T`` runs in a loop over time, vectorized over the batch. ``sequence_lens`` is a
 per-batch mask: past its length a sequence keeps its state and writes zeros to ``Y``; reverse
-directions therefore start at each sequence's own last valid step.
+directions therefore start at each sequence's own last valid step. A sequence of length 0 gets
+zero final states, as in ONNX Runtime.
 
 float16/bfloat16 are computed in float32 and cast back; float64 stays float64.
 """
@@ -145,10 +146,13 @@ class _Setup:
                                  f"[0, {self.seq}] (the sequence length)")
             # mask[t, b] is True where step t is part of sequence b.
             self.mask: np.ndarray | None = (np.arange(self.seq)[:, None] < lens[None, :])[..., None]
+            # An empty sequence ends with zero states (ONNX Runtime), not the initial ones.
+            self.empty = (lens == 0)[:, None] if np.any(lens == 0) else None
             if self.mask.all():
                 self.mask = None
         else:
             self.mask = None
+            self.empty = None
         self.clip = None if clip is None else float(clip)
 
     def state(self, init: np.ndarray | None, name: str) -> np.ndarray:
@@ -190,6 +194,9 @@ class _Setup:
         return np.ascontiguousarray(y).astype(self.out_dtype, copy=False)
 
     def final(self, s: np.ndarray) -> np.ndarray:
+        """Y_h / Y_c from the [num_dirs, batch, hidden] final states."""
+        if self.empty is not None:
+            s = np.where(self.empty, 0, s)
         if self.layout:
             s = np.swapaxes(s, 0, 1)
         return np.ascontiguousarray(s).astype(self.out_dtype, copy=False)

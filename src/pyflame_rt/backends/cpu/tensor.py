@@ -796,13 +796,26 @@ def depth_to_space(x: np.ndarray, *, blocksize: int | None = None,
 
 
 @kernel("SpaceToDepth", since=1)
-def space_to_depth(x: np.ndarray, *, blocksize: int | None = None) -> np.ndarray:
-    """ONNX SpaceToDepth-1/13: move HxW blocks of ``blocksize`` into channels."""
+def space_to_depth(x: np.ndarray, *, blocksize: int | None = None,
+                   mode: str = "DCR") -> np.ndarray:
+    """ONNX SpaceToDepth-1/13: move HxW blocks of ``blocksize`` into channels.
+
+    ``mode`` (DCR default, or CRD) is the inverse of DepthToSpace's; the conformance suite's
+    ``spacetodepth_*_mode_example`` cases use it.
+    """
     b = _check_blocks(x, blocksize, "SpaceToDepth")
     n, c, h, w = x.shape
     if h % b or w % b:
         raise ValueError(f"SpaceToDepth: H={h} and W={w} must be divisible by blocksize {b}")
-    y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    blocks = x.reshape(n, c, h // b, b, w // b, b)
+    if mode == "DCR":
+        y = blocks.transpose(0, 3, 5, 1, 2, 4)
+    elif mode == "CRD":
+        y = blocks.transpose(0, 1, 3, 5, 2, 4)
+    else:
+        raise ValueError(f"SpaceToDepth: mode must be DCR or CRD, got {mode!r}")
     return y.reshape(n, c * b * b, h // b, w // b)
 
 

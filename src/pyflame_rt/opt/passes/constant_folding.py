@@ -28,9 +28,11 @@ from ..pass_manager import Pass, PassContext, PassResult
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "ConstantFolding"]
 
-#: Outputs with more elements than this are only folded when they are no larger than the
-#: node's constant inputs together.
-DEFAULT_MAX_ELEMENTS = 1 << 20
+#: Outputs with more elements than this (64 MiB of float32) are only folded when they are no
+#: larger than the node's constant inputs together. Large enough for the weights models build
+#: with ConstantOfShape (a ResNet-50 3x3x512x512 kernel has 2.4M), small enough that a hostile
+#: model cannot make one node allocate gigabytes.
+DEFAULT_MAX_ELEMENTS = 1 << 24
 
 # Ops whose output size follows from the input shapes by broadcasting.
 _BROADCASTING = frozenset({
@@ -40,7 +42,8 @@ _BROADCASTING = frozenset({
 })
 # Ops never folded here: their output size is not bounded by their inputs in a way we check,
 # or they are not deterministic functions of their inputs.
-_NEVER = RANDOM_OPS | frozenset({"Resize", "Upsample", "OneHot", "EyeLike", "If", "Loop", "Scan",
+_NEVER = RANDOM_OPS | frozenset({"Dropout", "Resize", "Upsample", "OneHot", "EyeLike", "If",
+                                 "Loop", "Scan",
                                  "SequenceConstruct", "SequenceEmpty", "SplitToSequence",
                                  "ConcatFromSequence", "SequenceInsert", "SequenceErase",
                                  "SequenceAt", "SequenceLength", "Optional",

@@ -3,8 +3,9 @@
 Two small constants with the same dtype, shape and bytes become one; two nodes with the same
 op, domain, attributes and *the same input values* become one (the later one's readers move to
 the earlier one's outputs). Random ops and nodes with subgraphs are never merged. Constants
-above ``max_const_bytes`` are not compared (hashing every large weight costs time for little
-gain: exporters duplicate scalars and shape vectors, not weight matrices).
+above ``max_const_bytes`` are not merged: exporters duplicate scalars and shape vectors, not
+weight matrices, and merging two equal weights would make them *shared*, which stops rules
+that fold into a weight (Conv+BatchNormalization) from firing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class CommonSubexpressionElimination(Pass):
     level = OptLevel.BASIC
     after = ("constant_folding",)
 
-    def __init__(self, max_const_bytes: int = 1 << 16) -> None:
+    def __init__(self, max_const_bytes: int = 256) -> None:
         self.max_const_bytes = max_const_bytes
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:

@@ -137,6 +137,12 @@ def _scale_check(m: Match):
     why = _float_check(m)
     if why:
         return m.fail(why)
+    y = m.value("mm")
+    if y.dtype is None or y.dtype.name not in ("FLOAT", "DOUBLE"):
+        # In 16-bit floats, moving the scale across the product changes the rounding by
+        # more than the format's precision.
+        return m.fail("the product is not float32/float64 (16-bit floats would round "
+                      "differently)")
     s = m.const("s")
     if scalar_of(s) is None or s.ndim > 1:
         return m.fail("the scale is not a scalar constant")
