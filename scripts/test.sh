@@ -3,5 +3,5 @@
 # line coverage (fails under 85%), then build the wheel and run the demo from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -e ".[dev]"
+python -m pip install -q -e ".[dev,torch]"
 python -m pytest -q -p no:cacheprovider --cov=pyflame_rt --cov-report=term --cov-fail-under=85 "$@"

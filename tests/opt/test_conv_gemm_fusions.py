@@ -225,3 +225,21 @@ def test_scale_fusion_refused_in_float16():
     check_rewrite(model, {"q": randn(2, 3, 4, dtype=np.float16),
                           "k": randn(2, 4, 5, seed=1, dtype=np.float16)}, ops={"Mul": 1},
                   rtol=1e-3, atol=1e-3)
+
+
+def test_per_channel_affine_after_batchnorm_folds_into_it():
+    nodes = [helper.make_node("Concat", ["x", "x"], ["cat"], axis=1),
+             helper.make_node("BatchNormalization", ["cat", "scale", "bias", "mean", "var"],
+                              ["bn"]),
+             helper.make_node("Mul", ["bn", "s"], ["m"]),
+             helper.make_node("Add", ["m", "c"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    inits = {**{k: np.concatenate([v, v[:2]]) for k, v in _bn_inits().items()},
+             "s": randn(6, 1, 1, seed=3), "c": randn(6, 1, 1, seed=4)}
+    model = make_model(nodes, X, ["y"], inits)
+    check_rewrite(model, {"x": randn(2, 3, 6, 6)}, fired={"fuse_bn_mul": 1, "fuse_bn_add": 1},
+                  ops={"BatchNormalization": 1, "Mul": 0, "Add": 0}, level="basic")
+    inits["s"] = randn(6, 6, seed=3)
+    bad = make_model(nodes, X, ["y"], inits)
+    assert any("does not broadcast per channel" in r for r in refusals(bad, "fuse_bn_mul"))
+    check_rewrite(bad, {"x": randn(2, 3, 6, 6)}, ops={"Mul": 1})

@@ -8,6 +8,10 @@
   scalar) constant ``c``.
 * ``fuse_pad_conv``: ``Conv(Pad(x, p)) ==> Conv(x, pads + p)`` for constant-mode zero padding
   of the spatial dims only.
+* ``fuse_bn_mul`` / ``fuse_bn_add``: ``Mul(BatchNormalization(x), s)`` and
+  ``Add(BatchNormalization(x), c)`` with per-channel constants ``==> BatchNormalization`` with
+  ``scale * s, bias * s`` (resp. ``bias + c``): the per-channel affine after a BN that has no
+  Conv before it (DenseNet's BN after Concat).
 
 Weights are folded with numpy (in float64, cast back) and only when the weight is not shared
 with another node: folding a shared weight would duplicate it.
@@ -223,10 +227,54 @@ def _pad_rewrite(op, m: Match):
     return op.Conv(m["x"], *conv.inputs[1:], _name=conv.name or "conv", **attrs)
 
 
+# -- BatchNormalization + Mul / Add -------------------------------------------------------------
+def _bn_affine_pattern(op_name: str):
+    def pattern(op, x, scale, bias, mean, var, k):
+        bn = op.BatchNormalization(x, scale, bias, mean, var, _name="bn")
+        return getattr(op, op_name)(bn, k, _name="affine")
+    return pattern
+
+
+def _bn_affine_check(m: Match):
+    bn = m.node("bn")
+    if int(get_attr(bn, "training_mode", 0) or 0) or int(bn.attrs.get("spatial", 1)) != 1:
+        return m.fail("BatchNormalization is not a per-channel inference BN")
+    for name in ("scale", "bias", "mean", "var", "k"):
+        if m.const(name) is None:
+            return m.fail(f"{name} is not a constant")
+    for name in ("scale", "bias"):
+        if m.is_shared(name):
+            return m.fail(f"the BatchNormalization {name} is shared with another node")
+    scale, k = m.const("scale"), m.const("k")
+    rank = rank_of(m.value("bn"))
+    if rank is None or k.dtype != scale.dtype or \
+            _per_channel(k, scale.size, rank) is None:
+        return m.fail("the constant does not broadcast per channel (or the rank is unknown)")
+    return m.ok()
+
+
+def _bn_affine_rewrite(op, m: Match):
+    bn = m.node("bn")
+    scale, bias = m.const("scale"), m.const("bias")
+    k = _per_channel(m.const("k"), scale.size, rank_of(m.value("bn"))).astype(np.float64)
+    s64, b64 = scale.astype(np.float64).reshape(-1), bias.astype(np.float64).reshape(-1)
+    if m.node("affine").op_type == "Mul":
+        s64, b64 = s64 * k, b64 * k
+    else:
+        b64 = b64 + k
+    return op.BatchNormalization(m["x"], op.initializer(s64.astype(scale.dtype), "bn_scale"),
+                                 op.initializer(b64.astype(bias.dtype), "bn_bias"), m["mean"],
+                                 m["var"], _name=bn.name or "bn", **bn.attrs)
+
+
 def conv_rules() -> list[RewriteRule]:
     return [
         RewriteRule("fuse_conv_bn", _bn_pattern, _bn_rewrite, _bn_check),
         RewriteRule("fuse_conv_mul", _mul_pattern, _mul_rewrite, _affine_check("s")),
         RewriteRule("fuse_conv_add", _add_pattern, _add_rewrite, _add_check_weights_bias_only),
         RewriteRule("fuse_pad_conv", _pad_pattern, _pad_rewrite, _pad_check),
+        RewriteRule("fuse_bn_mul", _bn_affine_pattern("Mul"), _bn_affine_rewrite,
+                    _bn_affine_check),
+        RewriteRule("fuse_bn_add", _bn_affine_pattern("Add"), _bn_affine_rewrite,
+                    _bn_affine_check),
     ]
