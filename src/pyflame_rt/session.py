@@ -350,6 +350,11 @@ class InferenceSession:
         model = load_model(path_or_bytes)
         self._model = model
         graph = model.graph
+        if model.ir_version < 4:
+            # IR < 4 lists every initializer as an input; they are constants, not
+            # overridable inputs (ONNX Runtime reports none of them either).
+            for v in [v for v in graph.inputs if v.const_value is not None]:
+                graph.unlist_initializer_input(v)
         self._apply_options_to_graph(graph)
         verify(graph)
         # The interface is what the user's model declares, before any optimization.
@@ -363,7 +368,7 @@ class InferenceSession:
         self._required = [v.name for v in self._inputs]
         self._output_names = [v.name for v in graph.outputs]
         self.optimization_report = optimize(
-            graph, self._options.opt_level,
+            graph, self._options.opt_level, ir_version=model.ir_version,
             disabled_optimizers=self._options.disabled_optimizers)[1]
         if self._options.optimized_model_filepath:
             self._save_optimized(self._options.optimized_model_filepath)

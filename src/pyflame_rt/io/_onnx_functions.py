@@ -21,9 +21,12 @@ import onnx
 
 from ..errors import InvalidModelError, NotImplementedFeatureError
 
-__all__ = ["FunctionInliner", "normalize_domain"]
+__all__ = ["MAX_CALL_DEPTH", "FunctionInliner", "normalize_domain"]
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+# Functions calling functions deeper than this are refused (the expansion recurses per level,
+# and a chain of distinct functions is not caught by the recursion check).
+MAX_CALL_DEPTH = 64
 
 
 def normalize_domain(domain: str) -> str:
@@ -113,6 +116,10 @@ class FunctionInliner:
         if key in stack:
             chain = " -> ".join(k[1] for k in (*stack, key))
             raise InvalidModelError(f"model-local functions call themselves recursively: {chain}")
+        if len(stack) >= MAX_CALL_DEPTH:
+            raise InvalidModelError(
+                f"model-local functions call each other more than {MAX_CALL_DEPTH} levels deep "
+                f"(reached {fn.domain}.{fn.name}); PyFlameRT refuses such models")
         self._check_opsets(fn, key)
         if len(node.input) > len(fn.input) or len(node.output) > len(fn.output):
             raise InvalidModelError(

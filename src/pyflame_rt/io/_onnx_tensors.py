@@ -30,6 +30,11 @@ __all__ = [
     "type_to_proto",
 ]
 
+MAX_RANK = 64  # numpy's own limit on dimensions
+MAX_TYPE_DEPTH = 64  # sequence(optional(sequence(...))) nesting bound
+# numpy refuses arrays whose nominal byte size (empty dims counted as 1) reaches 2**63.
+_MAX_NOMINAL_BYTES = 2**63 - 1
+
 _PACKED_BITS = {DType.UINT4: 4, DType.INT4: 4, DType.FLOAT4E2M1: 4, DType.UINT2: 2, DType.INT2: 2,
                 DType.FLOAT6E2M3: 6, DType.FLOAT6E3M2: 6}
 
@@ -54,6 +59,26 @@ def packed_bytes(dtype: DType, count: int) -> int:
     return (count * tensor_bit_width(dtype) + 7) // 8
 
 
+def _check_shape(dims: list[int], itemsize: int, what: str) -> None:
+    """Refuse shapes no numpy array can have, before anything is allocated for them."""
+    if any(d < 0 for d in dims):
+        raise InvalidModelError(f"{what} has a negative dimension {dims}")
+    if len(dims) > MAX_RANK:
+        raise InvalidModelError(f"{what} has rank {len(dims)}; at most {MAX_RANK} dimensions "
+                                "are supported")
+    # Checked even for empty tensors: numpy refuses a shape like [0, 2**62, 2**62] outright.
+    if math.prod(max(d, 1) for d in dims) * max(itemsize, 1) > _MAX_NOMINAL_BYTES:
+        raise InvalidModelError(f"{what} has shape {dims}, too large for any array")
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM on this machine (``None`` when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def _dtype(elem_type: int, what: str) -> DType:
     if elem_type == 0:
         raise InvalidModelError(f"{what} has no element type (UNDEFINED)")
@@ -69,8 +94,11 @@ def _dtype(elem_type: int, what: str) -> DType:
 
 
 # -- types ---------------------------------------------------------------------------------
-def type_from_proto(tp: onnx.TypeProto, what: str) -> ValueType | None:
+def type_from_proto(tp: onnx.TypeProto, what: str, _depth: int = 0) -> ValueType | None:
     """``TypeProto`` -> our value type; ``None`` when the proto carries no type."""
+    if _depth > MAX_TYPE_DEPTH:
+        raise InvalidModelError(f"{what}: its type nests sequence/optional/map types more than "
+                                f"{MAX_TYPE_DEPTH} levels deep")
     kind = tp.WhichOneof("value")
     if kind is None:
         return None
@@ -82,6 +110,9 @@ def type_from_proto(tp: onnx.TypeProto, what: str) -> ValueType | None:
         dtype = _dtype(tt.elem_type, what)
         shape = None
         if tt.HasField("shape"):
+            if len(tt.shape.dim) > MAX_RANK:
+                raise InvalidModelError(f"{what} has rank {len(tt.shape.dim)}; at most "
+                                        f"{MAX_RANK} dimensions are supported")
             dims: list[Any] = []
             for d in tt.shape.dim:
                 which = d.WhichOneof("value")
@@ -95,15 +126,16 @@ def type_from_proto(tp: onnx.TypeProto, what: str) -> ValueType | None:
         return TensorInfo(dtype, shape)
     if kind == "sequence_type":
         st = tp.sequence_type
-        return SequenceInfo(type_from_proto(st.elem_type, what) if st.HasField("elem_type")
-                            else None)
+        return SequenceInfo(type_from_proto(st.elem_type, what, _depth + 1)
+                            if st.HasField("elem_type") else None)
     if kind == "optional_type":
         ot = tp.optional_type
-        return OptionalInfo(type_from_proto(ot.elem_type, what) if ot.HasField("elem_type")
-                            else None)
+        return OptionalInfo(type_from_proto(ot.elem_type, what, _depth + 1)
+                            if ot.HasField("elem_type") else None)
     if kind == "map_type":
         mt = tp.map_type
-        value = type_from_proto(mt.value_type, what) if mt.HasField("value_type") else None
+        value = (type_from_proto(mt.value_type, what, _depth + 1)
+                 if mt.HasField("value_type") else None)
         return MapInfo(_dtype(mt.key_type, f"{what} (map key)"), value)
     raise NotImplementedFeatureError(
         f"{what} has an {kind.replace('_type', '')} type, which PyFlameRT does not support")
@@ -209,10 +241,9 @@ class TensorReader:
                 "model without segments")
         dtype = _dtype(t.data_type, label)
         dims = [int(d) for d in t.dims]
-        if any(d < 0 for d in dims):
-            raise InvalidModelError(f"{label} has a negative dimension {dims}")
-        count = math.prod(dims)
         npdt = dtype.numpy
+        _check_shape(dims, npdt.itemsize, label)
+        count = math.prod(dims)
         if dtype is not DType.STRING:
             self._charge(count * npdt.itemsize, label)
 
@@ -375,15 +406,24 @@ class TensorReader:
         name = sp.values.name
         label = f"{what} {name!r}" if name and repr(name) not in what else what
         dims = [int(d) for d in sp.dims]
-        if any(d < 0 for d in dims):
-            raise InvalidModelError(f"{label} has a negative dimension {dims}")
+        if any(d < 0 for d in dims) or len(dims) > MAX_RANK:
+            _check_shape(dims, 1, label)  # raises, naming the problem
         values, dtype = self.to_array(sp.values, f"values of {label}")
         indices, _ = self.to_array(sp.indices, f"indices of {label}")
         values = values.reshape(-1)
         nnz = values.size
         count = math.prod(dims)
+        dense_bytes = count * dtype.numpy.itemsize
         if dtype is not DType.STRING:
-            self._charge(count * dtype.numpy.itemsize, label)
+            self._charge(dense_bytes, label)
+        _check_shape(dims, dtype.numpy.itemsize, label)
+        # The dense size of a sparse tensor is a claim no file data backs: without a
+        # memory_limit, at least refuse what this machine could never hold.
+        ram = _physical_memory() if self.memory_limit is None else None
+        if ram is not None and dense_bytes > ram:
+            raise InvalidModelError(
+                f"{label}: its dense form (shape {dims}) needs {dense_bytes} bytes, more than "
+                f"this machine's {ram} bytes of memory")
         if indices.dtype.kind not in "iu":
             raise InvalidModelError(f"{label}: indices must be integers")
         indices = indices.astype(np.int64)

@@ -34,9 +34,13 @@ from ._onnx_tensors import (
     type_to_proto,
 )
 
-__all__ = ["PYFLAME_DOMAIN", "from_onnx", "load_onnx", "save_onnx", "to_onnx"]
+__all__ = ["MAX_GRAPH_DEPTH", "PYFLAME_DOMAIN", "from_onnx", "load_onnx", "save_onnx", "to_onnx"]
 
 PYFLAME_DOMAIN = "pyflame"
+# Subgraphs (If/Loop/Scan bodies) nested deeper than this are refused: real models stay under
+# 10, protobuf's parser stops near 32 for bytes, and every later stage (optimizer, planner,
+# executor) recurses once per level, so an unbounded depth is a crash waiting to happen.
+MAX_GRAPH_DEPTH = 64
 MIN_OPSET = 7
 MIN_IR_VERSION = 3
 # Above this many bytes of initializers a model cannot be one protobuf (2 GiB hard limit).
@@ -190,12 +194,13 @@ def _per_channel_prelu_slopes(proto: onnx.ModelProto) -> onnx.ModelProto:
 class _Scope:
     """The values visible while building one graph: its own plus its ancestors'."""
 
-    __slots__ = ("graph", "needs_sort", "parent", "unplaced", "values")
+    __slots__ = ("depth", "graph", "needs_sort", "parent", "unplaced", "values")
 
     def __init__(self, graph: Graph, parent: _Scope | None) -> None:
         self.graph = graph
         self.values: dict[str, Value] = {}
         self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
         self.unplaced: set[str] = set()  # produced by nodes not appended yet
         self.needs_sort = False
 
@@ -312,6 +317,11 @@ class _Importer:
 
     # -- graphs ------------------------------------------------------------------------------
     def _graph(self, gp: onnx.GraphProto, parent: _Scope | None) -> Graph:
+        if parent is not None and parent.depth + 1 > MAX_GRAPH_DEPTH:
+            raise InvalidModelError(
+                f"{self.source}: subgraph {gp.name!r} is nested more than {MAX_GRAPH_DEPTH} "
+                "levels deep (If/Loop/Scan bodies inside each other); PyFlameRT refuses such "
+                "models")
         if parent is None:
             graph = Graph(gp.name or "graph")
         else:

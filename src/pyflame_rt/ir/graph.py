@@ -400,6 +400,18 @@ class Graph:
         self.initializers[name] = self._own(value)
         return value
 
+    def unlist_initializer_input(self, value: Value) -> None:
+        """Stop listing an initializer as a graph input; it stays an initializer.
+
+        Models with IR version < 4 list every initializer as an input; their initializers
+        are constants all the same (as ONNX Runtime treats them).
+        """
+        if value.const_value is None or self.initializers.get(value.name) is not value:
+            raise InvalidGraphError(f"{value.name!r} is not an initializer of {self.name!r}")
+        if value in self._input_set:
+            self._inputs.remove(value)
+            self._input_set.discard(value)
+
     def remove_initializer(self, value: Value) -> None:
         """Drop an initializer nothing reads (an overridable one stays an input if listed)."""
         if value._uses or value.is_graph_output:

@@ -21,13 +21,18 @@ def outer_inputs(node: Node) -> list:
 
 
 def _captured(graph: Graph) -> list:
-    """Values a subgraph (and its nested subgraphs) read from enclosing scopes."""
+    """Values a subgraph (and its nested subgraphs) read from enclosing scopes.
+
+    Includes outer values the subgraph returns directly as outputs (an If branch may
+    return an enclosing graph's value as is).
+    """
     own = {id(v) for v in graph.values()}
     found = []
     for node in graph.nodes:
         for v in outer_inputs(node):
             if id(v) not in own:
                 found.append(v)
+    found.extend(v for v in graph.outputs if id(v) not in own)
     return found
 
 

@@ -169,7 +169,8 @@ def _timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def _ort_session(model_bytes: bytes, level: str, threads: int) -> tuple[Any, str]:
+def _ort_session(model_bytes: bytes, level: str, threads: int, spinning: bool
+                 ) -> tuple[Any, str]:
     try:
         import onnxruntime
     except ImportError:
@@ -181,6 +182,8 @@ def _ort_session(model_bytes: bytes, level: str, threads: int) -> tuple[Any, str
                                                ORT_LEVELS[level])
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(model_bytes, options,
                                            providers=["CPUExecutionProvider"])
     return session, onnxruntime.__version__
@@ -230,7 +233,12 @@ def benchmark(path: str, feeds: Mapping[str, np.ndarray] | None = None, *,
     if compare:
         proto = load_onnx_proto(path)
         start = time.perf_counter()
-        theirs, version = _ort_session(proto.SerializeToString(), level, threads)
+        # Interleaved, ORT's worker threads would keep spinning through our runs and take
+        # the cores from us; with spinning off each engine has the machine to itself.
+        theirs, version = _ort_session(proto.SerializeToString(), level, threads,
+                                       spinning=False)
+        notes.append("onnxruntime runs with session.intra_op.allow_spinning=0 so that its "
+                     "idle threads do not spin through pyflame-rt's interleaved runs")
         engines.append(EngineStats("onnxruntime", version,
                                    (time.perf_counter() - start) * 1e3, 0.0))
         runners.append(lambda: theirs.run(None, dict(feeds)))
@@ -281,7 +289,12 @@ def plot_latencies(result: BenchResult, path: str) -> None:
     fig, (hist, trace) = plt.subplots(1, 2, figsize=(11, 4))
     all_times = [t for e in result.engines for t in e.latencies_ms]
     lo, hi = min(all_times), max(all_times)
-    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
+    spread = lo > 0 and hi / lo > 20
+    if spread:  # outliers (or engines far apart) would squash a linear axis into one bar
+        bins = np.geomspace(lo, hi, 50)
+        hist.set_xscale("log")
+    else:
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
     for e in result.engines:
         hist.hist(e.latencies_ms, bins=bins, alpha=0.6,
                   label=f"{e.name} (median {e.stats['median']:.3f} ms)")

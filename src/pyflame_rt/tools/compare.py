@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import ExecutionError, InvalidArgumentError
 from .common import LEVELS, progress
 
 __all__ = ["CompareResult", "TensorDiff", "compare_arrays", "compare_model", "parse_against"]
@@ -233,6 +233,21 @@ def _proto_topological_order(graph: Any) -> list[tuple[int, Any]]:
     return order
 
 
+_STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training",
+                     "ai.onnx.preview"}
+
+
+def _check_standard_ops(proto: Any, reference: str) -> None:
+    """Refuse a model the reference cannot run (PyFlameRT's fused or custom-domain ops)."""
+    custom = sorted({f"{n.domain}::{n.op_type}" for n in proto.graph.node
+                     if n.domain not in _STANDARD_DOMAINS}
+                    - {f"{f.domain}::{f.name}" for f in proto.functions})
+    if custom:
+        raise InvalidArgumentError(
+            f"{reference} cannot run this model's non-standard ops ({', '.join(custom[:5])}); "
+            "compare the original (unoptimized) model instead, or use --against level=none")
+
+
 def _run_onnxruntime(proto: Any, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], str]:
     try:
         import onnxruntime
@@ -325,8 +340,15 @@ def compare_model(path: str, against: str = "onnxruntime", *, level: str = "all"
             proto = load_onnx_proto(path)
             marked, order = _mark_all_outputs_proto(proto)
             steps.update(1)
+            _check_standard_ops(marked, kind)
             runner = _run_onnxruntime if kind == "onnxruntime" else _run_reference
-            ref_values, against_label = runner(marked, feeds)
+            try:
+                ref_values, against_label = runner(marked, feeds)
+            except InvalidArgumentError:
+                raise
+            except Exception as exc:  # the reference's own failure, not ours: say so
+                raise ExecutionError(f"the reference ({kind}) failed to run the model: "
+                                     f"{type(exc).__name__}: {exc}") from exc
         steps.update(1)
     finally:
         steps.close()

@@ -44,7 +44,7 @@ class ModelInfo:
     """Everything ``pyflame-rt inspect`` prints (see :func:`inspect_model`)."""
 
     path: str
-    format: str
+    file_format: str
     file_bytes: int
     producer: str
     ir_version: int
@@ -61,7 +61,7 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path, "format": self.format, "file_bytes": self.file_bytes,
+            "path": self.path, "format": self.file_format, "file_bytes": self.file_bytes,
             "producer": self.producer, "ir_version": self.ir_version, "opsets": self.opsets,
             "inputs": [{"name": n, "type": t, "shape": s} for n, t, s in self.inputs],
             "outputs": [{"name": n, "type": t, "shape": s} for n, t, s in self.outputs],
@@ -76,7 +76,7 @@ class ModelInfo:
 
     def format(self, max_nodes: int | None = None) -> str:
         """The report as text; ``max_nodes`` keeps only the costliest nodes in the table."""
-        out = [f"model       : {self.path} ({self.format.upper()}, {_bytes(self.file_bytes)})",
+        out = [f"model       : {self.path} ({self.file_format.upper()}, {_bytes(self.file_bytes)})",
                f"producer    : {self.producer or '-'}; IR version {self.ir_version}",
                "opsets      : " + ", ".join(f"{d or 'ai.onnx'} {v}"
                                             for d, v in sorted(self.opsets.items()))]
@@ -181,7 +181,7 @@ def inspect_model(path: str, *, level: str = "none",
     histogram = Counter(n.qualified_op for n in graph.all_nodes())
     params, param_bytes = _parameters(graph)
     info = ModelInfo(
-        path=path, format=model_format(path), file_bytes=os.path.getsize(path),
+        path=path, file_format=model_format(path), file_bytes=os.path.getsize(path),
         producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
         ir_version=model.ir_version, opsets=dict(graph.opset_imports),
         inputs=inputs, outputs=outputs,

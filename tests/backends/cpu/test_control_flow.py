@@ -132,3 +132,21 @@ def test_scan_8_with_batch_axis():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
     x = np.arange(24, dtype=np.float32).reshape(3, 4, 2)
     _check(model, {"s0": np.zeros((3, 2), np.float32), "x": x}, oracle="ort")
+
+
+def test_if_branch_may_return_an_outer_value_directly():
+    # ONNX Runtime refuses such models ("add an Identity node"); onnx.reference runs them,
+    # and the optimizer's Identity removal can create them, so we must run them too.
+    then_g = helper.make_graph([], "then", [], [helper.make_tensor_value_info("x", F, [3])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "else", [],
+                               [helper.make_tensor_value_info("n", F, [3])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)],
+        "if_outer",
+        [helper.make_tensor_value_info("x", F, [3]),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", F, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([1.0, -2.0, 3.0], np.float32)
+    for cond in (True, False):
+        _check(model, {"x": x, "cond": np.array(cond)})

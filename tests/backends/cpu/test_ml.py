@@ -113,6 +113,7 @@ def test_normalizer(norm, dtype):
     x = np.array([[1, -2, 3], [0, 0, 0], [-4, 5, 2]], dtype=dtype)
     # onnx.reference has no integer Normalizer; ONNX Runtime returns float for every input.
     _check(ml.normalizer, "Normalizer", [x], {"norm": norm}, ("ort",))
+    _check(ml.normalizer, "Normalizer", [x[2]], {"norm": norm}, ("ort",))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -259,8 +260,8 @@ def _random_forest(rng, ntrees, depth, nfeat, ntargets, member=False):
             leaf_w.append(float(rng.normal()))
             return len(leaf_t) - 1, 1
         i = len(n["feat"])
-        for k in n:
-            n[k].append(0)
+        for column in n.values():
+            column.append(0)
         mode = int(rng.integers(7 if member else 6))
         n["feat"][i] = int(rng.integers(nfeat))
         n["split"][i] = float(rng.integers(0, 5)) + (0.5 if mode < 4 and rng.random() < 0.5

@@ -171,6 +171,13 @@ def test_quantize_precision_attribute():
                  opset=23)
 
 
+def test_quantize_e8m0_scale():
+    x = _x((3, 8))
+    scale = np.array([0.25, 2.0, 8.0], ml_dtypes.float8_e8m0fnu)
+    check_kernel(quantize_linear, "QuantizeLinear", [x, scale, np.zeros(3, np.int8)],
+                 {"axis": 0}, opset=24)
+
+
 def test_quantize_matches_onnxruntime():
     x = _x((2, 3, 4))
     scale = RNG.uniform(0.1, 1.0, size=3).astype(np.float32)

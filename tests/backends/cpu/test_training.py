@@ -1,16 +1,19 @@
-"""ai.onnx.preview.training optimizer kernels (Adagrad, Adam, Momentum) against onnx.reference.
+"""ai.onnx.preview.training kernels: Adagrad, Adam, Momentum against onnx.reference; Gradient
+against finite differences of the forward graph run by onnx.reference.
 
-ONNX Runtime's inference build has none of these ops, so onnx.reference is the oracle.
+ONNX Runtime's inference build has none of these ops.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
 from oracle import assert_close, one_node_model
 
-from pyflame_rt.backends.cpu.training import adagrad, adam, momentum
+import pyflame_rt
+from pyflame_rt.backends.cpu.training import adagrad, adam, gradient, momentum
 from pyflame_rt.ops import lookup
 
 DOMAIN = "ai.onnx.preview.training"
@@ -59,6 +62,7 @@ def test_registered_versions():
     assert lookup("Adagrad", domain=DOMAIN, opset=1).fn is adagrad
     assert lookup("Adam", domain=DOMAIN, opset=1).fn is adam
     assert lookup("Momentum", domain=DOMAIN, opset=1).fn is momentum
+    assert lookup("Gradient", domain=DOMAIN, opset=1).fn is gradient
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -115,3 +119,104 @@ def test_inputs_not_modified():
     adam(*ins)
     for a, b in zip(ins, before):
         np.testing.assert_array_equal(a, b)
+
+
+# -- Gradient ----------------------------------------------------------------------------------
+
+def _forward_and_gradient_models(nodes, inputs, y, xs, zs=(), initializers=None):
+    """A model computing y from the inputs plus Gradient(xs, zs) -> dy/dx, and the same graph
+    in float64 without the Gradient node (for finite differences with onnx.reference)."""
+    from onnx import helper, numpy_helper
+
+    initializers = initializers or {}
+    grads = [f"d_{x}" for x in xs]
+    extra = {"zs": list(zs)} if zs else {}
+    gnode = helper.make_node("Gradient", list(xs) + list(zs), grads, domain=DOMAIN,
+                             xs=list(xs), y=y, **extra)
+    out_y = helper.make_value_info(y, onnx.TypeProto())
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+
+    def graph(graph_nodes, elem, np_type, outs):
+        ins = [helper.make_tensor_value_info(n, elem, list(a.shape)) for n, a in inputs.items()]
+        inits = [numpy_helper.from_array(v.astype(np_type), k) for k, v in initializers.items()]
+        return helper.make_graph(graph_nodes, "g", ins, outs, initializer=inits)
+
+    outs = [out_y] + [helper.make_value_info(g, onnx.TypeProto()) for g in grads]
+    full = helper.make_model(graph(nodes + [gnode], 1, np.float32, outs),
+                             opset_imports=opsets, ir_version=10)
+    fwd = helper.make_model(graph(nodes, 11, np.float64, [out_y]), opset_imports=opsets[:1],
+                            ir_version=10)
+    return full, fwd
+
+
+def _numeric_gradient(fwd, feeds, x, eps=1e-6):
+    """d(sum y)/dx by central differences through onnx.reference, in float64."""
+    ref = ReferenceEvaluator(fwd)
+    base = {k: v.astype(np.float64) for k, v in feeds.items()}
+    g = np.zeros_like(base[x])
+    for i in np.ndindex(base[x].shape):
+        hi, lo = dict(base), dict(base)
+        hi[x], lo[x] = base[x].copy(), base[x].copy()
+        hi[x][i] += eps
+        lo[x][i] -= eps
+        g[i] = (np.sum(ref.run(None, hi)[0]) - np.sum(ref.run(None, lo)[0])) / (2 * eps)
+    return g
+
+
+def _session(model):
+    # Gradient names tensors of the forward graph; graph fusions (MatMul + Add -> FusedGemm)
+    # would replace the ops it differentiates, so these tests run the graph as written.
+    opts = pyflame_rt.SessionOptions()
+    opts.graph_optimization_level = pyflame_rt.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return pyflame_rt.InferenceSession(model.SerializeToString(), opts)
+
+
+def _check_gradient(nodes, inputs, y, xs, zs=(), initializers=None):
+    full, fwd = _forward_and_gradient_models(nodes, inputs, y, xs, zs, initializers)
+    sess = _session(full)
+    outs = sess.run(None, inputs)
+    for x, got in zip(xs, outs[1:]):
+        assert got.dtype == inputs[x].dtype and got.shape == inputs[x].shape
+        expected = _numeric_gradient(fwd, inputs, x)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_elementwise_chain():
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    inputs = {"a": rng.uniform(0.5, 2, (2, 3)).astype(np.float32),
+              "b": rng.uniform(0.5, 2, (3,)).astype(np.float32)}
+    nodes = [helper.make_node("Add", ["a", "b"], ["c"]),
+             helper.make_node("Mul", ["c", "a"], ["d"]),
+             helper.make_node("Div", ["d", "b"], ["e"]),
+             helper.make_node("Sqrt", ["e"], ["f"]),
+             helper.make_node("Sub", ["f", "a"], ["y"])]
+    _check_gradient(nodes, inputs, "y", ["a", "b"])
+
+
+def test_gradient_matmul_activations_with_zs_and_constant():
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    inputs = {"x": rng.standard_normal((4, 3)).astype(np.float32),
+              "w": rng.standard_normal((3, 5)).astype(np.float32)}
+    bias = {"bias": rng.standard_normal(5).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Add", ["h", "bias"], ["hb"]),
+             helper.make_node("Tanh", ["hb"], ["t"]),
+             helper.make_node("Sigmoid", ["t"], ["s"]),
+             helper.make_node("Exp", ["s"], ["y"])]
+    # Differentiate with respect to w only; x is a non-differentiated input (zs).
+    _check_gradient(nodes, inputs, "y", ["w"], zs=["x"], initializers=bias)
+
+
+def test_gradient_unsupported_op_is_reported():
+    from onnx import helper
+
+    inputs = {"a": np.ones((3,), np.float32)}
+    nodes = [helper.make_node("Softmax", ["a"], ["y"])]
+    full, _ = _forward_and_gradient_models(nodes, inputs, "y", ["a"])
+    sess = _session(full)
+    with pytest.raises(Exception, match="no derivative for Softmax"):
+        sess.run(None, inputs)

@@ -115,7 +115,7 @@ def normalizer(X: np.ndarray, *, norm: str = "MAX") -> np.ndarray:
         raise ValueError(f"Normalizer: norm must be MAX, L1 or L2, got {norm!r}")
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(d == 0, x, x / np.where(d == 0, 1, d))
-    return y.astype(np.float32).reshape(np.shape(X) if np.ndim(X) == 2 else y.shape)
+    return y.astype(np.float32).reshape(np.shape(X))  # a 1-D input stays 1-D
 
 
 @kernel("Imputer", since=1, domain=ML)

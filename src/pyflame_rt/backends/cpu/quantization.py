@@ -12,6 +12,7 @@ Rounding is half-to-even (``numpy.rint``), as the spec asks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import ml_dtypes
 import numpy as np
 
@@ -39,9 +40,13 @@ _SUB_BYTE_BITS = {
 _ML_INTS = {np.dtype(t) for t in (ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.int2,
                                   ml_dtypes.uint2)}
 
-# float8 types that have no infinity: with saturate=0 an overflow becomes NaN, which the
-# ml_dtypes cast already does; types with infinity (e5m2) overflow to +-inf.
+# Float targets that always saturate (no inf/NaN encoding to overflow to). For float8 with
+# saturate=0 the plain ml_dtypes cast already gives the spec's NaN (no-inf types) or +-inf (e5m2).
 _SATURATING_ONLY = {np.dtype(ml_dtypes.float4_e2m1fn)}
+
+# Types QuantizeLinear's division may run in (the scale's type or the `precision` attribute).
+_DIVISION_TYPES = {np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32),
+                   np.dtype(np.float64), np.dtype(np.int32)}
 
 
 def _is_int(dt: np.dtype) -> bool:
@@ -57,14 +62,6 @@ def _onnx_dtype(code: int, what: str) -> np.dtype:
         return DType.from_onnx(int(code)).numpy
     except ValueError:
         raise ValueError(f"{what}={code} is not an ONNX tensor element type") from None
-
-
-def _float32(x: np.ndarray) -> np.ndarray:
-    """Values as float32 (float64 stays float64): the type quantization math runs in."""
-    x = np.asarray(x)
-    if x.dtype == np.float64:
-        return x
-    return x.astype(np.float32)
 
 
 def _param(p: np.ndarray | None, x_shape: Sequence[int], axis: int, block_size: int,
@@ -124,7 +121,7 @@ def _saturate_cast(v: np.ndarray, out_dtype: np.dtype, saturate: int) -> np.ndar
 def quantize_linear(x: np.ndarray, y_scale: np.ndarray, y_zero_point: np.ndarray | None = None,
                     *, axis: int = 1, block_size: int = 0, output_dtype: int = 0,
                     precision: int = 0, saturate: int = 1) -> np.ndarray:
-    """ONNX QuantizeLinear-10/13/19/21/23/24/25: y = saturate(round(x / y_scale) + y_zero_point)."""
+    """ONNX QuantizeLinear-10..25/28 (no float6): y = saturate(round(x / y_scale) + y_zero_point)."""
     op = "QuantizeLinear"
     x = np.asarray(x)
     if y_zero_point is not None:
@@ -144,6 +141,8 @@ def quantize_linear(x: np.ndarray, y_scale: np.ndarray, y_zero_point: np.ndarray
     # The division runs in the precision of y_scale (or of `precision`): 16-bit floats are
     # emulated by rounding operands and quotient to that type; int32 scales divide in float64.
     prec = _onnx_dtype(precision, "precision") if precision else scale.dtype
+    if prec not in _DIVISION_TYPES:
+        prec = np.dtype(np.float32)  # float8e8m0 scales (powers of two) divide exactly in float32
     if prec.kind in "iu":
         q = x.astype(np.float64) / scale.astype(np.float64)
     else:
@@ -167,7 +166,7 @@ def quantize_linear(x: np.ndarray, y_scale: np.ndarray, y_zero_point: np.ndarray
 def dequantize_linear(x: np.ndarray, x_scale: np.ndarray, x_zero_point: np.ndarray | None = None,
                       *, axis: int = 1, block_size: int = 0,
                       output_dtype: int = 0) -> np.ndarray:
-    """ONNX DequantizeLinear-10/13/19/21/23/24/25: y = (x - x_zero_point) * x_scale."""
+    """ONNX DequantizeLinear-10..25/28 (no float6): y = (x - x_zero_point) * x_scale."""
     op = "DequantizeLinear"
     x = np.asarray(x)
     scale_in = np.asarray(x_scale)
