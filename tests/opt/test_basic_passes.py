@@ -250,3 +250,31 @@ def test_light_models_fold_their_constant_of_shape_weights():
     x = np.random.default_rng(0).random(arg.shape, dtype=np.float32)
     np.testing.assert_allclose(compile_plan(g).run({arg.name: x})[0],
                                ref.run(None, {arg.name: x})[0], rtol=1e-3, atol=1e-5)
+
+
+def test_graphs_with_gradient_are_left_as_written():
+    # Gradient names the tensors it differentiates by attribute; DCE or fusion on that path
+    # would break it, so the optimizer refuses to rewrite such graphs (and says why).
+    from onnx import TensorProto, helper
+
+    import pyflame_rt
+    from pyflame_rt.opt import OptLevel, optimize
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["m"]),
+         helper.make_node("Add", ["m", "c"], ["d"]),
+         helper.make_node("Gradient", ["a", "b", "c"], ["da", "db", "dc"],
+                          domain="ai.onnx.preview.training", xs=["a", "b", "c"], y="d")],
+        "grad",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 2]) for n in "abc"],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 2]) for n in
+         ("da", "db", "dc")])
+    model = helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.preview.training", 1)])
+    loaded = pyflame_rt.load(model)
+    _, report = optimize(loaded, OptLevel.ALL)
+    assert "Gradient" in report.skipped_reason
+    assert [n.op_type for n in loaded.graph.nodes] == ["MatMul", "Add", "Gradient"]
+    feeds = {n: np.eye(2, dtype=np.float32) for n in "abc"}
+    got = pyflame_rt.InferenceSession(model).run(None, feeds)
+    np.testing.assert_allclose(got[2], np.ones((2, 2)))  # d(sum over outputs)/dc = 1

@@ -49,6 +49,7 @@ class OptimizationReport:
         nodes_after: Node count after.
         seconds: Pass name -> time spent (``total`` for the whole run).
         trace: The :class:`Tracer` when tracing was asked for (``optimize(..., trace=True)``).
+        skipped_reason: Why nothing ran although the level asked for passes (else ``""``).
     """
 
     level: OptLevel
@@ -58,6 +59,7 @@ class OptimizationReport:
     nodes_after: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     trace: Tracer | None = None
+    skipped_reason: str = ""
 
     def summary(self) -> str:
         """One line: level, node counts, what fired."""
@@ -159,6 +161,11 @@ def available_optimizers() -> dict[str, list[str]]:
     return {p.name: p.rule_names() for p in default_passes()}
 
 
+def _refers_by_name(graph: Graph) -> bool:
+    return any(n.op_type == "Gradient" and n.domain == "ai.onnx.preview.training"
+               for n in graph.all_nodes())
+
+
 def optimize(graph: Graph | Model, level: Any = OptLevel.ALL, *,
              disabled_optimizers: Iterable[str] = (), ir_version: int | None = None,
              debug: bool | None = None, trace: bool = False,
@@ -193,6 +200,13 @@ def optimize(graph: Graph | Model, level: Any = OptLevel.ALL, *,
     report = OptimizationReport(level=lvl, nodes_before=_count(graph))
     start = time.perf_counter()
     disabled = frozenset(disabled_optimizers)
+    if lvl > OptLevel.NONE and _refers_by_name(graph):
+        # Gradient names the tensors it differentiates in attributes (y/xs/zs), not through
+        # edges: removing or fusing the nodes on that path would break it. Leave such graphs
+        # exactly as written.
+        report.skipped_reason = ("the graph has a Gradient node (ai.onnx.preview.training), "
+                                 "which names tensors by attribute; nothing was rewritten")
+        lvl = OptLevel.NONE
     if lvl > OptLevel.NONE:
         dbg = bool(os.environ.get("PYFLAME_RT_DEBUG")) if debug is None else debug
         ctx = PassContext(level=lvl, disabled=disabled, ir_version=ir_version,
