@@ -18,7 +18,7 @@ from typing import Any
 import click
 import numpy as np
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 _LEVEL = click.Choice(["none", "basic", "extended", "all"], case_sensitive=False)
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -41,14 +41,23 @@ def _feed_options(fn: Any) -> Any:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_json_default))
+    click.echo(json.dumps(_strict_json(data), indent=2, default=_json_default))
+
+
+def _strict_json(obj: Any) -> Any:
+    """Non-finite floats as strings ("inf", "nan"): strict JSON parsers reject Infinity/NaN."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return str(obj)
     return str(obj)
 
 
@@ -508,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
         message = _one_line(str(exc)) or repr(exc)
         click.echo(f"error: {type(exc).__name__}: {message}", err=True)
         code = 1
-    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback
+    except Exception as exc:
         if debug:
             raise
         click.echo(f"error: internal error {type(exc).__name__}: {_one_line(str(exc))} "

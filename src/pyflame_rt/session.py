@@ -558,6 +558,7 @@ class InferenceSession:
         return list(output_names)
 
     def _validate(self, input_feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Check every feed against the model's inputs (ORT's checks and exception types)."""
         if not isinstance(input_feed, Mapping):
             raise InvalidArgumentError(
                 f"input_feed must be a dict of input name -> numpy array, got "
@@ -603,7 +604,12 @@ def _select_providers(providers: Sequence[Any] | None,
 
 
 def _check_value(name: str, value: Any, vtype: ValueType | None) -> Any:
-    """Validate one feed against the declared input type; returns the value to run with."""
+    """Validate one feed against the declared input type; returns the value to run with.
+
+    The value returned is a plain, native-byte-order ``np.ndarray`` with real memory behind
+    every element (broadcast views are materialized), so kernels never see array subclasses,
+    big-endian data or zero strides.
+    """
     if isinstance(vtype, SequenceInfo):
         if not isinstance(value, (list, tuple)):
             raise ValidationError(
@@ -617,11 +623,14 @@ def _check_value(name: str, value: Any, vtype: ValueType | None) -> Any:
     expected = vtype.dtype
     if not isinstance(value, np.ndarray):
         if isinstance(value, (list, tuple, int, float, bool, np.generic)):
-            value = np.asarray(value, dtype=expected.numpy if expected is not DType.STRING
-                               else object)
+            value = _from_python(name, value, vtype)
         else:
             raise ValidationError(
                 f"input {name!r} must be a numpy array, got {type(value).__name__}")
+    elif type(value) is not np.ndarray:
+        # Subclasses change what operators mean (np.matrix: * is a matrix product) or carry
+        # state kernels ignore (masked arrays): run on the plain data, as ONNX Runtime does.
+        value = np.asarray(value)
     actual_dtype = _dtype_of(value)
     if actual_dtype is not expected:
         actual = f"tensor({actual_dtype.ort_name})" if actual_dtype else f"{value.dtype}"
@@ -645,7 +654,31 @@ def _check_value(name: str, value: Any, vtype: ValueType | None) -> Any:
                 "Please fix either the inputs or the model.")
     if expected is DType.STRING and value.dtype != object:
         value = value.astype(object)
+    elif not value.dtype.isnative:
+        value = value.astype(value.dtype.newbyteorder("="))  # kernels assume native order
+    if value.size > 1 and 0 in value.strides:
+        # A broadcast view (np.broadcast_to) can claim terabytes over one element; kernels
+        # and outputs would materialize it anyway, so do it here where a failure is clear.
+        try:
+            value = np.ascontiguousarray(value)
+        except MemoryError:
+            raise ValidationError(
+                f"input {name!r} is a broadcast view of shape {list(value.shape)} whose "
+                f"{value.nbytes} bytes cannot be allocated; feed a smaller array") from None
     return value
+
+
+def _from_python(name: str, value: Any, vtype: TensorInfo) -> np.ndarray:
+    """A list, tuple or scalar feed as an array of the input's element type (ORT does too)."""
+    expected = vtype.dtype
+    try:
+        return np.asarray(value, dtype=expected.numpy if expected is not DType.STRING
+                          else object)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValidationError(
+            f"Could not create tensor from given input list for input {name!r} "
+            f"({type_string(vtype)}): {str(exc).rstrip('.')}. Feed a numpy array of "
+            f"{'strings' if expected is DType.STRING else expected.numpy.name}") from None
 
 
 def _dtype_of(value: np.ndarray) -> DType | None:

@@ -329,7 +329,7 @@ class _Indexing(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         a, b = x.split([3, 5], dim=1)
         c1, c2, c3 = y.chunk(3, dim=-1)
-        w = torch.where(a > 0, a, c1[:, :3] * 2)
+        w = torch.where(a > 0, a, c1[:, 0, :3] * 2)
         cat = torch.cat([w, b[:, 1::2], x[:, -2:]], dim=1)
         picked = x[:, [0, 2, 5]]
         sel = y[:, 1, 2:5]
@@ -351,7 +351,13 @@ class _Gather(nn.Module):
         rows = x[torch.arange(x.shape[0]), idx[:, 0]]
         s = torch.zeros_like(x).scatter(1, idx, 1.0)
         t = torch.index_select(x, 1, torch.tensor([3, 1]))
-        return g, rows, s, t, torch.take_along_dim(x, idx, 1)
+        added = x.scatter_add(1, idx, torch.ones_like(x))
+        y = x.clone()
+        y[:, 0] = 5.0
+        y[:, 2:4] = x[:, :2] * 2
+        y[torch.arange(x.shape[0]), idx[:, 1]] = -1.0
+        neg = x[:, [-1, 0]]
+        return g, rows, s, t, added, y, neg
 
 
 @case("gather_scatter", lambda b: (_rand(b, 6), torch.randint(
@@ -574,16 +580,22 @@ class _HFWrapper(nn.Module):
         self.model = model
         self.keys = keys
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                *rest: torch.Tensor) -> tuple:
-        kwargs = {"token_type_ids": rest[0]} if rest else {}
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return tuple(out[k] for k in self.keys)
+
+
+class _BertWrapper(_HFWrapper):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,  # type: ignore[override]
+                token_type_ids: torch.Tensor) -> tuple:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         token_type_ids=token_type_ids)
         return tuple(out[k] for k in self.keys)
 
 
 @case("bert", _bert_inputs, scriptable=False, slow=True, tags={"transformers"})
 def _bert_model() -> nn.Module:
-    return _HFWrapper(_bert(), ("last_hidden_state", "pooler_output"))
+    return _BertWrapper(_bert(), ("last_hidden_state", "pooler_output"))
 
 
 def _gpt2_inputs(b: int) -> tuple:
@@ -598,5 +610,6 @@ def _gpt2_model() -> nn.Module:
     import transformers
 
     cfg = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
-                                  attn_implementation="eager", use_cache=False)
+                                  attn_implementation="eager", use_cache=False,
+                                  bos_token_id=0, eos_token_id=0)
     return _HFWrapper(transformers.GPT2LMHeadModel(cfg), ("logits",))

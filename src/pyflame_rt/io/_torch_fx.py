@@ -29,8 +29,8 @@ from ..errors import InvalidArgumentError, UnsupportedOperatorError
 from ..ir import Graph, Model, Value
 from ..types import DType, TensorInfo
 
-__all__ = ["OPSET", "Unsupported", "Converter", "convert_program", "aten", "decomposition_table",
-           "torch_to_dtype", "tensor_to_numpy", "TABLE"]
+__all__ = ["OPSET", "TABLE", "Converter", "Unsupported", "aten", "convert_program",
+           "decomposition_table", "tensor_to_numpy", "torch_to_dtype"]
 
 # The default-domain opset the emitted graph imports (the kernels and ONNX export agree on it).
 OPSET = 21
@@ -422,8 +422,9 @@ def check_supported(gm: torch.fx.GraphModule) -> None:
 
 
 def _missing_message(missing: dict[str, list[str]], reasons: dict[str, str] | None = None) -> str:
-    lines = [f"cannot convert the PyTorch program: {len(missing)} operator(s) have no "
-             "PyFlameRT lowering:"]
+    head = (f"cannot convert the PyTorch program: {len(missing)} operator(s) have no "
+            "PyFlameRT lowering:")
+    lines = [head]
     for name, places in missing.items():
         why = f" ({reasons[name]})" if reasons and name in reasons else ""
         lines.append(f"  {name}{why}, used {len(places)} time(s):")

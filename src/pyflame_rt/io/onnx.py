@@ -226,6 +226,7 @@ class _Importer:
         self.tensors = TensorReader(base_dir=base_dir, memory_limit=memory_limit, source=source)
         self.opsets: dict[str, int] = {}
         self.inliner: FunctionInliner | None = None
+        self._schema_cache: dict[tuple[str, str, int], onnx.defs.OpSchema | None] = {}
 
     # -- model -------------------------------------------------------------------------------
     def run(self) -> Model:
@@ -407,6 +408,7 @@ class _Importer:
                         "defined (no graph input, initializer or node output has that name, "
                         "here or in an enclosing graph)")
                 ins.append(value)
+            self._check_node(np_, where)
             attrs, attr_types = self._attributes(np_, scope)
             node = Node(np_.op_type, ins, outs, attrs, domain=normalize_domain(np_.domain),
                         name=np_.name)
@@ -459,9 +461,80 @@ class _Importer:
             if attr.name in attrs:
                 raise InvalidModelError(f"{what} is given twice")
             atype = attr.type or _guess_attr_type(attr, what)
+            atype = self._check_attr_type(np_, attr, atype, what)
             attrs[attr.name] = self._attribute_value(attr, atype, scope, what)
             types[attr.name] = atype
         return attrs, types
+
+    def _schema(self, np_: onnx.NodeProto) -> onnx.defs.OpSchema | None:
+        """The ONNX schema of this node at the model's opset (None: custom or unknown op)."""
+        domain = normalize_domain(np_.domain)
+        opset = self.opsets.get(domain)
+        if opset is None:
+            return None
+        key = (domain, np_.op_type, opset)
+        if key not in self._schema_cache:
+            try:
+                self._schema_cache[key] = onnx.defs.get_schema(np_.op_type, opset, domain)
+            except onnx.defs.SchemaError:
+                self._schema_cache[key] = None
+        return self._schema_cache[key]
+
+    def _check_node(self, np_: onnx.NodeProto, where: str) -> None:
+        """Input/output counts and required attributes, as the op's ONNX schema states them.
+
+        The optimizer and the kernels index a node's inputs by position and read its required
+        attributes without asking: a node that lost an input or an attribute must stop here.
+        """
+        schema = self._schema(np_)
+        if schema is None:
+            return
+        node = f"{where}: {np_.op_type} node {np_.name!r}"
+        for kind, names, low, high in (("inputs", np_.input, schema.min_input,
+                                        schema.max_input),
+                                       ("outputs", np_.output, schema.min_output,
+                                        schema.max_output)):
+            if not low <= len(names) <= high:
+                bound = f"{low}" if low == high else \
+                    f"{low} to {high}" if high < 2**31 - 1 else f"at least {low}"
+                raise InvalidModelError(
+                    f"{node} has {len(names)} {kind}, but {np_.op_type}-"
+                    f"{schema.since_version} takes {bound}")
+        single = onnx.defs.OpSchema.FormalParameterOption.Single
+        for formal, name in zip(schema.inputs, np_.input):
+            if formal.option == single and not name:
+                raise InvalidModelError(f"{node} leaves its required input {formal.name!r} "
+                                        "empty")
+        given = {a.name for a in np_.attribute}
+        for name, attr in schema.attributes.items():
+            if attr.required and name not in given:
+                raise InvalidModelError(f"{node} lacks the required attribute {name!r}")
+
+    def _check_attr_type(self, np_: onnx.NodeProto, attr: onnx.AttributeProto, atype: int,
+                         what: str) -> int:
+        """The attribute's type, checked against the op's schema and against its payload.
+
+        Kernels and optimizer rules read attributes as the spec types them (``epsilon`` a
+        float, ``then_branch`` a graph): a hostile model must not hand them a graph where a
+        float belongs, or a declared graph that is absent.
+        """
+        if atype not in _ATTR_FIELD:
+            raise InvalidModelError(f"{what} has unknown attribute type {atype}")
+        schema = self._schema(np_)
+        declared = schema.attributes.get(attr.name) if schema is not None else None
+        expected = int(declared.type) if declared is not None else None
+        if expected is not None and expected != atype:
+            if not (expected == AT.FLOAT and atype == AT.INT):  # an int where a float goes
+                raise InvalidModelError(
+                    f"{what} has type {AT.AttributeType.Name(atype)}, but the ONNX schema of "
+                    f"{np_.op_type} declares {AT.AttributeType.Name(expected)}; the model is "
+                    "corrupt or was written by a broken exporter")
+        single = _ATTR_FIELD[atype]
+        if single is not None and not attr.HasField(single):
+            raise InvalidModelError(
+                f"{what} has type {AT.AttributeType.Name(atype)} but holds no value (field "
+                f"{single!r} is not set)")
+        return atype
 
     def _attribute_value(self, attr: onnx.AttributeProto, atype: int, scope: _Scope,
                          what: str) -> Any:
@@ -494,6 +567,14 @@ class _Importer:
         if atype == AT.TYPE_PROTOS:
             return [type_from_proto(tp, what) for tp in attr.type_protos]
         raise InvalidModelError(f"{what} has unknown attribute type {atype}")
+
+
+# The field an attribute of each type keeps its value in (None: a repeated field, which is
+# simply empty when absent).
+_ATTR_FIELD = {AT.FLOAT: "f", AT.INT: "i", AT.STRING: "s", AT.TENSOR: "t", AT.GRAPH: "g",
+               AT.SPARSE_TENSOR: "sparse_tensor", AT.TYPE_PROTO: "tp", AT.FLOATS: None,
+               AT.INTS: None, AT.STRINGS: None, AT.TENSORS: None, AT.GRAPHS: None,
+               AT.SPARSE_TENSORS: None, AT.TYPE_PROTOS: None}
 
 
 def _decode_text(s: bytes) -> str | bytes:

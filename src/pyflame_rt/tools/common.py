@@ -24,6 +24,7 @@ from ..types import DType
 __all__ = [
     "LEVELS",
     "ORT_LEVELS",
+    "graph_inputs_as_args",
     "load_feeds",
     "load_model_file",
     "load_onnx_proto",
@@ -34,7 +35,6 @@ __all__ = [
     "peak_rss_bytes",
     "progress",
     "random_feeds",
-    "graph_inputs_as_args",
     "save_model_file",
 ]
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ir import Graph, Node, Value, clone_graph, infer_shapes
+from ..types import TensorInfo
 
 __all__ = ["FlopReport", "NodeFlops", "count_flops", "node_flops", "register_flop_counter"]
 
@@ -107,10 +108,21 @@ def count_flops(graph: Graph, input_shapes: Mapping[str, tuple[int, ...]] | None
             shapes[v.name] = tuple(input_shapes[v.name])
         elif v.shape is not None:
             shapes[v.name] = tuple(d if isinstance(d, int) else 1 for d in v.shape)
+    symbols: dict[str, int] = {}
+    for v in work.inputs:
+        if v.name in shapes and v.shape is not None and len(v.shape) == len(shapes[v.name]):
+            symbols.update({d: n for d, n in zip(v.shape, shapes[v.name]) if isinstance(d, str)})
     try:
         infer_shapes(work, input_shapes=shapes)
     except Exception:  # noqa: BLE001 - an estimate never fails a command; unknown stays None
         pass
+    # Ops without a shape function keep the types they were saved with; a symbolic dim there
+    # equals the input dim of the same name, so substitute what the inputs fixed.
+    for v in work.values():
+        if isinstance(v.type, TensorInfo) and v.type.shape is not None and \
+                any(isinstance(d, str) and d in symbols for d in v.type.shape):
+            v.type = TensorInfo(v.type.dtype, tuple(symbols.get(d, d) if isinstance(d, str)
+                                                    else d for d in v.type.shape))
     nodes = [NodeFlops(n.name, n.op_type, n.domain, node_flops(n),
                        [_shape(v) for v in n.outputs]) for n in work.nodes]
     return FlopReport(nodes, shapes)

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["API_MODULES", "render_api_reference", "render_operators", "main"]
+__all__ = ["API_MODULES", "main", "render_api_reference", "render_operators"]
 
 #: (module, one-line description), in the order the reference presents them.
 API_MODULES: list[tuple[str, str]] = [
@@ -95,7 +95,7 @@ def _convert_docstring(doc: str) -> list[str]:
             out.append("")
             out.append(f"**{name}:**")
             out.append("")
-            if name.startswith("Example") or name.startswith("Note") or name == "Warning":
+            if name.startswith(("Example", "Note")) or name == "Warning":
                 if any(b.strip().startswith(">>>") for b in block) or name.startswith("Ex"):
                     out += _fence(block, "pycon" if any(b.strip().startswith(">>>")
                                                        for b in block) else "text")
@@ -194,7 +194,7 @@ def _render_class(name: str, cls: type, level: str) -> list[str]:
         out += [f"| `{m.name}` | `{m.value!r}` |" for m in cls]
         return out + [""]
     signature = _signature(cls).removesuffix(" -> None")
-    out += ["```python", f"class {name}{signature}", "```", ""]
+    out += ["```text", f"class {name}{signature}", "```", ""]
     out += _doc(cls) + [""]
     for member, value in _own_members(cls):
         if isinstance(value, property):
@@ -203,7 +203,7 @@ def _render_class(name: str, cls: type, level: str) -> list[str]:
             if doc:
                 out[-1] += " — " + _ROLE.sub(r"`\1`", doc.splitlines()[0])
             continue
-        out += ["", f"#### `{name}.{member}`", "", "```python",
+        out += ["", f"#### `{name}.{member}`", "", "```text",
                 f"{member}{_signature(value)}", "```", ""]
         out += _doc(value)
     return out + [""]
@@ -213,7 +213,7 @@ def _render_object(name: str, obj: Any) -> list[str]:
     if inspect.isclass(obj):
         return _render_class(name, obj, "###")
     if callable(obj):
-        return [f"### `{name}`", "", "```python", f"{name}{_signature(obj)}", "```", "",
+        return [f"### `{name}`", "", "```text", f"{name}{_signature(obj)}", "```", "",
                 *_doc(obj), ""]
     text = _ADDRESS.sub("", repr(obj))
     if len(text) > 160:
@@ -443,7 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, render in GENERATED.items():
         path = os.path.join(args.docs, name)
         text = render()
-        current = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+        current = None
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                current = fh.read()
         if current == text:
             continue
         if args.check:

@@ -19,7 +19,7 @@ from ..types import shape_string, type_string
 from .common import load_model_file, model_format
 from .flops import FlopReport, count_flops
 
-__all__ = ["ModelInfo", "inspect_model", "format_flops"]
+__all__ = ["ModelInfo", "format_flops", "inspect_model"]
 
 
 def format_flops(n: float | None) -> str:

@@ -1,0 +1,133 @@
+"""TorchScript -> PyFlameRT: ``load_torchscript(path_or_scriptmodule, example_inputs)``.
+
+``torch.export`` cannot trace a ``ScriptModule`` with symbolic sizes (the TorchScript
+interpreter turns every size into a plain int), so the TorchScript graph is first rewritten
+into an FX graph of ATen calls by torch's own TorchScript converter
+(``torch._export.converter``; ``prim::If``/``prim::Loop`` become ``torch.cond`` and loops,
+``aten::size`` stays symbolic). That FX module is then exported with the caller's
+``dynamic_shapes`` and lowered exactly like :func:`pyflame_rt.io.torch.from_torch` output, so
+both paths share one op table. No ONNX exporter is involved.
+
+The converter module is private torch API; the ``[torch]`` extra pins the torch version it
+was written against.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from ..errors import InvalidArgumentError, InvalidModelError, ModelNotFoundError
+from ..ir import Model
+from .torch import check_names, export_module, import_torch, normalize_inputs
+
+__all__ = ["load_torchscript"]
+
+
+def load_torchscript(path_or_scriptmodule: Any, example_inputs: Any, *,
+                     dynamic_shapes: Any = None, input_names: Any = None,
+                     output_names: Any = None) -> Model:
+    """Convert a TorchScript module (``torch.jit.trace``/``script``, saved or in memory).
+
+    Args:
+        path_or_scriptmodule: A ``torch.jit.save``'d file (path, bytes or binary file object)
+            or a ``torch.jit.ScriptModule``.
+        example_inputs: A tuple of tensors in ``forward()`` order; shapes not declared dynamic
+            are fixed to these.
+        dynamic_shapes: ``torch.export``'s format, one entry per input (a dict keyed by the
+            ``forward()`` argument names also works), e.g. ``({0: Dim("batch")},)``.
+        input_names: Graph input names; default: ``forward()``'s argument names.
+        output_names: Graph output names; default ``output``/``output_0``, ...
+
+    Returns:
+        A ``Model`` that ``InferenceSession`` accepts.
+
+    Raises:
+        ModelNotFoundError: The path does not exist.
+        InvalidModelError: The file is not TorchScript, or its graph cannot be converted.
+        UnsupportedOperatorError: Listing every op without a lowering and where it is used.
+    """
+    torch = import_torch()
+    script = _load(torch, path_or_scriptmodule)
+    args = normalize_inputs(example_inputs)
+    arg_names = _script_arg_names(script, len(args))
+    names = list(input_names) if input_names is not None else arg_names
+    check_names(names, len(args))
+    if isinstance(dynamic_shapes, dict):
+        unknown = set(dynamic_shapes) - set(arg_names)
+        if unknown:
+            raise InvalidArgumentError(
+                f"dynamic_shapes names {sorted(unknown)} are not forward() arguments "
+                f"{arg_names}")
+        dynamic_shapes = tuple(dynamic_shapes.get(n) for n in arg_names)
+    if script.training:
+        script.eval()
+    gm = _to_fx(torch, script, args)
+    ep = export_module(gm, args, dynamic_shapes, what="TorchScript module")
+    from ._torch_fx import convert_program
+
+    return convert_program(ep, input_names=names, output_names=output_names,
+                           dynamic_shapes=dynamic_shapes, graph_name="torchscript_graph",
+                           producer="pyflame_rt.load_torchscript")
+
+
+def _load(torch: Any, source: Any) -> Any:
+    if isinstance(source, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+        if isinstance(source, torch.jit.ScriptFunction):
+            raise InvalidArgumentError(
+                "load_torchscript takes a ScriptModule; wrap the scripted function in an "
+                "nn.Module and script that")
+        return source
+    if isinstance(source, torch.nn.Module):
+        raise InvalidArgumentError(
+            "load_torchscript takes a TorchScript module; for a plain nn.Module use "
+            "pyflame_rt.from_torch")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise ModelNotFoundError(f"TorchScript file {path!r} does not exist; check the path")
+        source = path
+    elif not hasattr(source, "read"):
+        raise InvalidArgumentError(
+            f"cannot load TorchScript from a {type(source).__name__}; pass a path, bytes, a "
+            "binary file object or a torch.jit.ScriptModule")
+    try:
+        return torch.jit.load(source, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError variants
+        raise InvalidModelError(
+            f"not a loadable TorchScript file ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); save the "
+            "module with torch.jit.save") from exc
+
+
+def _script_arg_names(script: Any, count: int) -> list[str]:
+    try:
+        names = [a.name for a in script.forward.schema.arguments][1:]  # drop self
+    except Exception:  # noqa: BLE001 - schema access varies; names are cosmetic
+        names = []
+    names = [n for n in names if n][:count]
+    names.extend(f"input_{i}" for i in range(len(names), count))
+    return names
+
+
+def _to_fx(torch: Any, script: Any, args: tuple) -> Any:
+    """The TorchScript graph as an FX ``GraphModule`` of ATen calls."""
+    from torch._export import converter as ts_converter
+
+    try:
+        conv = ts_converter.TS2EPConverter(script, args)
+        lifted, attr_fqn = ts_converter.get_block_to_lifted_attrs(conv.ts_graph)
+        graph_converter = ts_converter.TS2FXGraphConverter(
+            conv.ts_graph, conv.name_to_param, conv.name_to_buffer, lifted,
+            conv.name_to_non_tensor_attributes, conv.name_to_constant, attr_fqn)
+        gm = graph_converter.convert()
+        ts_converter.replace_quantized_ops_with_standard_ops(gm)
+    except Exception as exc:  # noqa: BLE001 - the converter raises assorted errors
+        raise InvalidModelError(
+            f"cannot convert the TorchScript graph to ATen calls ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:500]}). Tracing with torch.jit.trace or using "
+            "from_torch on the original module may work") from exc
+    return gm
