@@ -348,49 +348,51 @@ def optimize(model: str, output: str, level: str, disable: tuple[str, ...]) -> N
 @click.argument("source")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Output file: .onnx or .pfm.")
-def convert(source: str, output: str) -> None:
+@click.option("--shapes", multiple=True, metavar="NAME:DIMS",
+              help="PyTorch sources: a float32 example input per forward() argument.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE",
+              help="PyTorch sources: an example input from a .npy file (any dtype).")
+@click.option("--dynamic-batch", is_flag=True,
+              help="PyTorch sources: make dim 0 of every input the symbolic dim 'batch'.")
+def convert(source: str, output: str, shapes: tuple[str, ...], inputs: tuple[str, ...],
+            dynamic_batch: bool) -> None:
     """Convert SOURCE between ONNX (.onnx) and PyFlameRT's native format (.pfm).
 
-    SOURCE may also be a TorchScript file (.pt/.pth) or a module:factory path once the torch
-    importer (pyflame_rt.io.torch, the "torch" extra) is part of the installed build.
+    SOURCE may also be a PyTorch model (the "torch" extra): a TorchScript file (.pt, .pth)
+    or package.module:factory, a function returning a torch.nn.Module (looked up from the
+    current folder too). Both are traced, so give example inputs in forward() order with
+    --input (first) and --shapes.
 
     \b
     Examples:
       pyflame-rt convert model.onnx -o model.pfm
       pyflame-rt convert model.pfm -o model.onnx
+      pyflame-rt convert traced.pt -o model.onnx --shapes x:1x3x224x224 --dynamic-batch
+      pyflame-rt convert mynets:make_resnet -o resnet.pfm --shapes image:1x3x224x224
     """
     from .tools.common import load_model_file, model_format, save_model_file
+    from .tools.convert import is_torch_source, load_torch_source
 
-    if _is_torch_source(source):
-        _convert_torch(source, output)
-        return
-    model = load_model_file(source)
+    if is_torch_source(source):
+        model = load_torch_source(source, shape_items=shapes, input_items=inputs,
+                                  dynamic_batch=dynamic_batch)
+        kind = "PyTorch"
+    else:
+        if shapes or inputs or dynamic_batch:
+            raise click.UsageError("--shapes, --input and --dynamic-batch are for PyTorch "
+                                   "sources only")
+        model = load_model_file(source)
+        kind = model_format(source).upper()
     fmt = save_model_file(model, output)
-    click.echo(f"converted {source} ({model_format(source).upper()}) -> {output} "
+    click.echo(f"converted {source} ({kind}) -> {output} "
                f"({fmt.upper()}, {os.path.getsize(output):,} bytes)")
-
-
-def _is_torch_source(source: str) -> bool:
-    if source.lower().endswith((".pt", ".pth", ".torchscript")):
-        return True
-    # "package.module:factory", but not a Windows drive path such as C:\model.onnx.
-    head, sep, tail = source.partition(":")
-    return bool(sep) and not os.path.exists(source) and head.replace(".", "").replace(
-        "_", "").isalnum() and tail.isidentifier()
-
-
-def _convert_torch(source: str, output: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("pyflame_rt.io.torch") is None:
-        raise click.ClickException(
-            f"cannot convert {source!r}: the PyTorch/TorchScript importer is not available "
-            "yet in this build (pyflame_rt.io.torch is missing); export the model to ONNX "
-            "with torch.onnx.export and convert that")
-    raise click.ClickException(
-        f"cannot convert {source!r}: the PyTorch importer exists but the command line does "
-        "not drive it yet; call pyflame_rt.from_torch(...) and pyflame_rt.save(model, "
-        f"{output!r}) from Python")
+    if kind == "PyTorch":
+        for v in model.graph.inputs:
+            if v.const_value is None:
+                click.echo(f"  input  {v.name}: {v.type.dtype.ort_name if v.dtype else '?'} "
+                           f"{list(v.shape) if v.shape is not None else '?'}")
+        for v in model.graph.outputs:
+            click.echo(f"  output {v.name}: {list(v.shape) if v.shape is not None else '?'}")
 
 
 # -- profile -----------------------------------------------------------------------------------

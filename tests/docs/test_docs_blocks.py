@@ -31,8 +31,8 @@ def test_code_blocks_run(path):
                and b.skip is None)
     skipped = sum(1 for b in blocks if b.skip is not None)
     env = dict(os.environ, PYFLAME_RT_PROGRESS="0")
-    proc = subprocess.run([sys.executable, str(RUNNER), str(path)], check=False, capture_output=True,
-                          text=True, timeout=600, cwd=str(ROOT), env=env)
+    proc = subprocess.run([sys.executable, str(RUNNER), str(path)], check=False,
+                          capture_output=True, text=True, timeout=600, cwd=str(ROOT), env=env)
     output = proc.stdout[-6000:] + "\n--- stderr\n" + proc.stderr[-6000:]
     assert proc.returncode == 0, output
     summary = proc.stdout.strip().splitlines()[-1]
@@ -75,7 +75,8 @@ def _anchors(markdown: str) -> set[str]:
     from pyflame_rt.tools.gen_docs import _anchor
 
     prose = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
-    return {_anchor(m.replace("`", "")) for m in re.findall(r"^#+\s+(.*)$", prose, flags=re.MULTILINE)}
+    titles = re.findall(r"^#+\s+(.*)$", prose, flags=re.MULTILINE)
+    return {_anchor(m.replace("`", "")) for m in titles}
 
 
 # -- the collector itself ------------------------------------------------------------------------
@@ -97,8 +98,8 @@ def test_runner_reports_a_failing_block(tmp_path):
     page = tmp_path / "broken.md"
     page.write_text("# t\n\n```python\nassert 1 + 1 == 2\n```\n\n```python\nassert False, "
                     "'boom'\n```\n")
-    proc = subprocess.run([sys.executable, str(RUNNER), str(page)], check=False, capture_output=True,
-                          text=True, timeout=120, cwd=str(ROOT))
+    proc = subprocess.run([sys.executable, str(RUNNER), str(page)], check=False,
+                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert proc.returncode == 1
     assert f"FAILED {page}:7 (python block)" in proc.stdout
     assert "boom" in proc.stderr
@@ -120,8 +121,8 @@ def fresh_rendering():
               "pages = {name: render() for name, render in GENERATED.items()}\n"
               "ops = sorted({k.op_type for k in all_kernels() if not k.custom})\n"
               "sys.stdout.write(json.dumps({'pages': pages, 'ops': ops}))\n")
-    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
-                          timeout=300, cwd=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                          text=True, timeout=300, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -207,6 +207,7 @@ class _MHA(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         y, w = self.attn(x, x, x, need_weights=True)
         z, _ = self.cross(y, mem_k, mem_v, need_weights=False)
+        assert w is not None
         return z, w
 
 
@@ -370,7 +371,8 @@ class _Reductions(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple:
         return (x.sum(1), x.mean((1, 2), keepdim=True), x.amax(-1), x.amin(1),
                 x.max(dim=2).values, x.max(dim=2).indices, x.argmin(1), x.prod(2),
-                x.std(1), x.var(2, unbiased=False), x.norm(dim=-1), torch.logsumexp(x, 1),
+                x.std(1), x.var(2, unbiased=False), torch.linalg.vector_norm(x, dim=-1),
+                torch.logsumexp(x, 1),
                 x.abs().sum(), x.cumsum(1), (x > 0).any(2), (x > -2).all(1), x.median(dim=2).values,
                 torch.linalg.vector_norm(x, ord=1, dim=1))
 
@@ -402,8 +404,11 @@ class _Activations(nn.Module):
             nn.LogSigmoid(), nn.Tanhshrink(), nn.Hardshrink(0.3), nn.Softshrink(0.3),
             nn.Threshold(0.1, -1.0), nn.ReLU6(), nn.GLU(1)])
 
-    def forward(self, x: torch.Tensor) -> tuple:
-        return tuple(act(x) for act in self.acts) + (self.prelu(x),)
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = [self.prelu(x)]
+        for act in self.acts:
+            outs.append(act(x))
+        return outs
 
 
 @case("activations", lambda b: (_rand(b, 4, 6) * 3,))

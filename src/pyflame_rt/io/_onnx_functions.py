@@ -237,15 +237,19 @@ class FunctionInliner:
         if key in self._checked:
             return
         self._checked.add(key)
+        newest = onnx.defs.onnx_opset_version()
         for imp in fn.opset_import:
             domain = normalize_domain(imp.domain)
+            if domain == "" and not 7 <= imp.version <= newest:
+                raise InvalidModelError(
+                    f"model-local function {fn.domain}.{fn.name} imports ONNX opset "
+                    f"{imp.version}; PyFlameRT supports opsets 7 to {newest}")
+            if not 0 <= imp.version < 2**31:
+                raise InvalidModelError(
+                    f"model-local function {fn.domain}.{fn.name} imports domain "
+                    f"{imp.domain!r} at version {imp.version}, which is out of range")
             model_version = self.opset_imports.get(domain)
             if model_version is None:
-                newest = onnx.defs.onnx_opset_version()
-                if domain == "" and not 7 <= imp.version <= newest:
-                    raise InvalidModelError(
-                        f"model-local function {fn.domain}.{fn.name} imports ONNX opset "
-                        f"{imp.version}; PyFlameRT supports opsets 7 to {newest}")
                 self.opset_imports[domain] = int(imp.version)
             elif domain == "" and model_version != imp.version:
                 self._check_same_semantics(fn, int(imp.version), model_version)

@@ -151,6 +151,20 @@ aten(torch.sym_max)(_sym_binary("Max"))
 aten(torch.sym_min)(_sym_binary("Min"))
 
 
+def _sym_compare(onnx_op: str, negate: bool = False):
+    def lower(cx, node, a, b):
+        result = cx.op(onnx_op, cx.sym(a), cx.sym(b), _dtype=torch.bool)
+        return cx.op("Not", result, _dtype=torch.bool) if negate else result
+
+    return lower
+
+
+for _fn, _onnx, _neg in [(operator.eq, "Equal", False), (operator.ne, "Equal", True),
+                         (operator.lt, "Less", False), (operator.le, "LessOrEqual", False),
+                         (operator.gt, "Greater", False), (operator.ge, "GreaterOrEqual", False)]:
+    aten(_fn)(_sym_compare(_onnx, _neg))
+
+
 @aten(operator.floordiv)
 def sym_floordiv(cx, node, a, b):
     return _floor_div_int(cx, cx.sym(a), cx.sym(b), torch.int64)
@@ -1224,6 +1238,46 @@ def upsample_linear(cx, node, x, output_size, align_corners, scale_factors):
 def upsample_bicubic(cx, node, x, output_size, align_corners, scale_factors):
     return _resize(cx, x, output_size, scale_factors, "cubic",
                    "align_corners" if align_corners else "half_pixel", cubic_coeff_a=-0.75)
+
+
+def _default_overload_scales(output_size, scales):
+    """The ``.default`` upsample overloads take per-axis scales that may be ``None``; torch
+    maps coordinates with them when all are given, else with the size ratio."""
+    if all(s is not None for s in scales) and scales:
+        return None, [float(s) for s in scales]
+    return output_size, None
+
+
+@aten("upsample_nearest1d.default", "upsample_nearest2d.default", "upsample_nearest3d.default")
+def upsample_nearest_default(cx, node, x, output_size, *scales):
+    size, factors = _default_overload_scales(output_size, scales)
+    return _resize(cx, x, size, factors, "nearest", "asymmetric", nearest_mode="floor")
+
+
+@aten("_upsample_nearest_exact1d.default", "_upsample_nearest_exact2d.default",
+      "_upsample_nearest_exact3d.default")
+def upsample_nearest_exact_default(cx, node, x, output_size, *scales):
+    size, factors = _default_overload_scales(output_size, scales)
+    return _resize(cx, x, size, factors, "nearest", "half_pixel",
+                   nearest_mode="round_prefer_ceil")
+
+
+@aten("upsample_linear1d.default", "upsample_bilinear2d.default",
+      "upsample_trilinear3d.default")
+def upsample_linear_default(cx, node, x, output_size, align_corners, *scales):
+    if align_corners:
+        return _resize(cx, x, output_size, None, "linear", "align_corners")
+    size, factors = _default_overload_scales(output_size, scales)
+    return _resize(cx, x, size, factors, "linear", "half_pixel")
+
+
+@aten("upsample_bicubic2d.default")
+def upsample_bicubic_default(cx, node, x, output_size, align_corners, *scales):
+    if align_corners:
+        return _resize(cx, x, output_size, None, "cubic", "align_corners",
+                       cubic_coeff_a=-0.75)
+    size, factors = _default_overload_scales(output_size, scales)
+    return _resize(cx, x, size, factors, "cubic", "half_pixel", cubic_coeff_a=-0.75)
 
 
 # -- normalization -------------------------------------------------------------------------------

@@ -73,7 +73,12 @@ KEEP_UNDECOMPOSED = [
     "upsample_nearest1d.vec", "upsample_nearest2d.vec", "upsample_nearest3d.vec",
     "_upsample_nearest_exact1d.vec", "_upsample_nearest_exact2d.vec",
     "_upsample_nearest_exact3d.vec", "upsample_linear1d.vec", "upsample_bilinear2d.vec",
-    "upsample_trilinear3d.vec", "upsample_bicubic2d.vec", "pixel_shuffle.default",
+    "upsample_trilinear3d.vec", "upsample_bicubic2d.vec", "upsample_nearest1d.default",
+    "upsample_nearest2d.default", "upsample_nearest3d.default",
+    "_upsample_nearest_exact1d.default", "_upsample_nearest_exact2d.default",
+    "_upsample_nearest_exact3d.default", "upsample_linear1d.default",
+    "upsample_bilinear2d.default", "upsample_trilinear3d.default",
+    "upsample_bicubic2d.default", "pixel_shuffle.default",
     "reflection_pad1d.default", "reflection_pad2d.default", "reflection_pad3d.default",
     "replication_pad1d.default", "replication_pad2d.default", "replication_pad3d.default",
 ]
@@ -409,10 +414,27 @@ def _dim_string(dim: Any, names: dict) -> Any:
 
 
 # -- the whole program ---------------------------------------------------------------------------
-def check_supported(gm: torch.fx.GraphModule) -> None:
+def live_nodes(gm: torch.fx.GraphModule, user_outputs: set[str] | None = None) -> set[str]:
+    """Names of the nodes the user outputs depend on (runtime asserts and dead code are not)."""
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    todo = [a for a in out_node.all_input_nodes
+            if user_outputs is None or a.name in user_outputs]
+    live: set[str] = set()
+    while todo:
+        node = todo.pop()
+        if node.name in live:
+            continue
+        live.add(node.name)
+        todo.extend(node.all_input_nodes)
+    return live
+
+
+def check_supported(gm: torch.fx.GraphModule, live: set[str] | None = None) -> None:
     """Raise one ``UnsupportedOperatorError`` naming every op without a lowering, with places."""
     missing: dict[str, list[str]] = {}
     for node in gm.graph.nodes:
+        if live is not None and node.name not in live:
+            continue
         if node.op == "call_function" and node.target not in TABLE:
             missing.setdefault(op_name(node.target), []).append(describe_location(node))
         elif node.op in ("call_module", "call_method"):
@@ -445,8 +467,10 @@ def convert_program(ep: torch.export.ExportedProgram, *, input_names: Sequence[s
     from torch.export.graph_signature import InputKind, OutputKind
 
     gm = ep.graph_module
-    check_supported(gm)
     sig = ep.graph_signature
+    live = live_nodes(gm, {s.arg.name for s in sig.output_specs
+                           if s.kind == OutputKind.USER_OUTPUT})
+    check_supported(gm, live)
     user_inputs = [s for s in sig.input_specs if s.kind == InputKind.USER_INPUT]
     if len(input_names) != len(user_inputs):
         raise InvalidArgumentError(
@@ -514,6 +538,8 @@ def convert_program(ep: torch.export.ExportedProgram, *, input_names: Sequence[s
     reasons: dict[str, str] = {}
     failed: set[str] = set()
     for node in gm.graph.nodes:
+        if node.name not in live:
+            continue
         if node.op == "call_function":
             if any(a.name in failed for a in node.all_input_nodes):
                 failed.add(node.name)  # an input already failed; that failure is reported

@@ -294,6 +294,10 @@ class _Importer:
                 raise InvalidModelError(
                     f"{self.source} imports domain {domain or 'ai.onnx'!r} twice, with "
                     f"versions {self.opsets[domain]} and {imp.version}")
+            if not 0 <= imp.version < 2**31:
+                raise InvalidModelError(
+                    f"{self.source} imports domain {domain or 'ai.onnx'!r} at version "
+                    f"{imp.version}, which is out of range (0 to 2**31 - 1)")
             self.opsets[domain] = int(imp.version)
         if not self.opsets:
             raise InvalidModelError(f"{self.source} declares no opset imports (opset_import is "
@@ -476,7 +480,7 @@ class _Importer:
         if key not in self._schema_cache:
             try:
                 self._schema_cache[key] = onnx.defs.get_schema(np_.op_type, opset, domain)
-            except onnx.defs.SchemaError:
+            except (onnx.defs.SchemaError, TypeError):  # TypeError: opset beyond C int
                 self._schema_cache[key] = None
         return self._schema_cache[key]
 

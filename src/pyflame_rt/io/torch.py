@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InvalidArgumentError, InvalidModelError, PyFlameRTError
 from ..ir import Model
 
-__all__ = ["from_torch", "TorchNotInstalledError", "export_module"]
+__all__ = ["TorchNotInstalledError", "export_module", "from_torch"]
 
 
 class TorchNotInstalledError(PyFlameRTError, ImportError):
@@ -92,7 +92,7 @@ def export_module(module: Any, args: tuple, dynamic_shapes: Any = None, *,
 
     try:
         ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types; keep its message
+    except Exception as exc:
         raise InvalidModelError(
             f"torch.export could not trace the {what}: {type(exc).__name__}: "
             f"{_first_lines(str(exc))}\nFix: make forward() traceable by torch.export "
@@ -100,7 +100,7 @@ def export_module(module: Any, args: tuple, dynamic_shapes: Any = None, *,
             "torch.export.Dim and keep them free of size specialization).") from exc
     try:
         return ep.run_decompositions(decomposition_table())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InvalidModelError(
             f"decomposing the exported {what} to core ATen failed: {type(exc).__name__}: "
             f"{_first_lines(str(exc))}") from exc

@@ -6,7 +6,15 @@ into an FX graph of ATen calls by torch's own TorchScript converter
 (``torch._export.converter``; ``prim::If``/``prim::Loop`` become ``torch.cond`` and loops,
 ``aten::size`` stays symbolic). That FX module is then exported with the caller's
 ``dynamic_shapes`` and lowered exactly like :func:`pyflame_rt.io.torch.from_torch` output, so
-both paths share one op table. No ONNX exporter is involved.
+both paths share one op table.
+
+torch's converter does not handle every scripted construct: some ``prim::If``/``prim::Loop``
+forms fail, and scripted ``nn.LSTM``/``nn.GRU``/``nn.RNN`` specialize the batch size through
+their argument checks. For those modules, and only when the direct route fails, the module
+goes through torch's TorchScript-based ONNX exporter (``torch.onnx.export(dynamo=False)``,
+which needs no onnxscript and keeps script control flow as ONNX ``If``/``Loop``) and our ONNX
+importer. ``model.metadata_props["pyflame_rt.torch_route"]`` says which route was taken
+(``"export"`` or ``"onnx"``).
 
 The converter module is private torch API; the ``[torch]`` extra pins the torch version it
 was written against.
@@ -16,13 +24,22 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from typing import Any
 
-from ..errors import InvalidArgumentError, InvalidModelError, ModelNotFoundError
+from ..errors import (
+    InvalidArgumentError,
+    InvalidModelError,
+    ModelNotFoundError,
+    UnsupportedOperatorError,
+)
 from ..ir import Model
 from .torch import check_names, export_module, import_torch, normalize_inputs
 
 __all__ = ["load_torchscript"]
+
+# The opset the TorchScript ONNX exporter (fallback route) is asked for.
+FALLBACK_OPSET = 17
 
 
 def load_torchscript(path_or_scriptmodule: Any, example_inputs: Any, *,
@@ -63,13 +80,59 @@ def load_torchscript(path_or_scriptmodule: Any, example_inputs: Any, *,
         dynamic_shapes = tuple(dynamic_shapes.get(n) for n in arg_names)
     if script.training:
         script.eval()
-    gm = _to_fx(torch, script, args)
-    ep = export_module(gm, args, dynamic_shapes, what="TorchScript module")
-    from ._torch_fx import convert_program
+    try:
+        gm = _to_fx(torch, script, args)
+        ep = export_module(gm, args, dynamic_shapes, what="TorchScript module")
+        from ._torch_fx import convert_program
 
-    return convert_program(ep, input_names=names, output_names=output_names,
-                           dynamic_shapes=dynamic_shapes, graph_name="torchscript_graph",
-                           producer="pyflame_rt.load_torchscript")
+        model = convert_program(ep, input_names=names, output_names=output_names,
+                                dynamic_shapes=dynamic_shapes, graph_name="torchscript_graph",
+                                producer="pyflame_rt.load_torchscript")
+        model.metadata_props["pyflame_rt.torch_route"] = "export"
+        return model
+    except (InvalidModelError, UnsupportedOperatorError) as direct_error:
+        try:
+            model = _via_onnx(torch, script, args, names, output_names, dynamic_shapes)
+        except Exception as onnx_error:  # noqa: BLE001 - report both routes' failures
+            note = (f"\n(The TorchScript ONNX exporter route failed too: "
+                    f"{type(onnx_error).__name__}: {' '.join(str(onnx_error).split())[:300]})")
+            raise type(direct_error)(str(direct_error) + note) from direct_error
+        return model
+
+
+def _via_onnx(torch: Any, script: Any, args: tuple, names: list[str], output_names: Any,
+              dynamic_shapes: Any) -> Model:
+    """Fallback: torch's TorchScript-based ONNX exporter, then our ONNX importer."""
+    import onnx
+
+    from ._torch_fx import _dim_names_from_spec
+    from .onnx import from_onnx
+
+    with torch.no_grad():
+        result = script(*args)
+    count = len(torch.utils._pytree.tree_leaves(result))
+    outs = list(output_names) if output_names is not None else (
+        ["output"] if count == 1 else [f"output_{i}" for i in range(count)])
+    dims = _dim_names_from_spec(dynamic_shapes, names)
+    dynamic_axes = {}
+    if dynamic_shapes is not None:
+        specs = list(dynamic_shapes) + [None] * (len(names) - len(dynamic_shapes))
+        for i, (name, spec) in enumerate(zip(names, specs)):
+            axes = spec.keys() if isinstance(spec, dict) else (
+                [a for a, d in enumerate(spec) if d is not None]
+                if isinstance(spec, (list, tuple)) else [])
+            if axes:
+                dynamic_axes[name] = {a: dims[i].get(a, f"{name}_dim{a}") for a in axes}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(script, args, buf, dynamo=False, opset_version=FALLBACK_OPSET,
+                          input_names=names, output_names=outs,
+                          dynamic_axes=dynamic_axes or None)
+    model = from_onnx(onnx.load_from_string(buf.getvalue()))
+    model.producer_name = "pyflame_rt.load_torchscript"
+    model.metadata_props["pyflame_rt.torch_route"] = "onnx"
+    return model
 
 
 def _load(torch: Any, source: Any) -> Any:
@@ -96,7 +159,7 @@ def _load(torch: Any, source: Any) -> Any:
             "binary file object or a torch.jit.ScriptModule")
     try:
         return torch.jit.load(source, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError variants
+    except Exception as exc:
         raise InvalidModelError(
             f"not a loadable TorchScript file ({type(exc).__name__}: "
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); save the "
@@ -125,7 +188,7 @@ def _to_fx(torch: Any, script: Any, args: tuple) -> Any:
             conv.name_to_non_tensor_attributes, conv.name_to_constant, attr_fqn)
         gm = graph_converter.convert()
         ts_converter.replace_quantized_ops_with_standard_ops(gm)
-    except Exception as exc:  # noqa: BLE001 - the converter raises assorted errors
+    except Exception as exc:
         raise InvalidModelError(
             f"cannot convert the TorchScript graph to ATen calls ({type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:500]}). Tracing with torch.jit.trace or using "

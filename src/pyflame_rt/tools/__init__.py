@@ -7,6 +7,7 @@ prints) and ``to_dict()`` (its ``--json`` form), so the command line stays thin:
 module                 what it does
 =====================  ==========================================================
 ``common``             load a model (``.onnx``/``.pfm``), build feeds, progress bars
+``convert``            PyTorch sources for ``pyflame-rt convert``
 ``flops``              estimate the FLOPs of every node
 ``inspect_model``      ``pyflame-rt inspect``: interface, opsets, ops, parameters
 ``dot``                Graphviz export of a graph

@@ -11,7 +11,10 @@ Both sides run the same feeds with *every intermediate tensor marked as a graph 
 * ``level=NAME``: PyFlameRT itself at another optimization level (``level=none`` isolates
   optimizer bugs from kernel bugs).
 
-Tensors are matched by name and walked in the reference graph's topological order. A tensor
+Tensors are matched by name and walked in the reference graph's topological order; a tensor a
+fusion renamed is found through a node that survived unchanged (same name, op, attributes and
+constants) and reads it, e.g. ``/2/Relu_output_0`` is our ``FusedConv``'s output because our
+``MaxPool`` reads that where the model's reads ``/2/Relu_output_0``. A tensor
 diverges when some element has ``|ours - ref| > atol + rtol * |ref|`` (NaN only matches NaN),
 or when shape or dtype differ. The first node with a divergent output is reported with what
 its inputs looked like, which usually names the culprit: if its inputs match, that node (or
@@ -50,6 +53,7 @@ class TensorDiff:
     mismatched: int = 0
     status: str = "ok"
     detail: str = ""
+    ours_tensor: str = ""  # our value's name when a fusion renamed it
 
     @property
     def compared(self) -> bool:
@@ -353,23 +357,34 @@ def compare_model(path: str, against: str = "onnxruntime", *, level: str = "all"
     finally:
         steps.close()
 
+    aliases = _aliases(model.graph, ours_graph)
     diffs: list[TensorDiff] = []
     for node_name, op_type, outputs in order:
         for tensor in outputs:
             diff = TensorDiff(tensor, node_name, op_type)
             ref = ref_values.get(tensor)
+            mine_name = tensor if tensor in ours_values else aliases.get(tensor)
             if tensor not in ref_values:
                 diff.status = "not produced by the reference"
-            elif tensor not in ours_values:
+            elif mine_name is None or mine_name not in ours_values:
                 diff.status = "not in pyflame-rt's graph (optimized away)"
             else:
-                mine = ours_values[tensor]
+                mine = ours_values[mine_name]
                 diff.shape = list(np.shape(ref)) if isinstance(ref, np.ndarray) else None
                 diff.dtype = str(ref.dtype) if isinstance(ref, np.ndarray) else ""
+                if mine_name != tensor and np.shape(mine) != np.shape(ref):
+                    diff.status = "not comparable"
+                    diff.detail = f"pyflame-rt's {mine_name!r} has another shape"
+                    diffs.append(diff)
+                    continue
                 result = compare_arrays(mine, ref, atol, rtol)
                 diff.max_abs, diff.max_rel = result["max_abs"], result["max_rel"]
                 diff.mismatched, diff.status = result["mismatched"], result["status"]
                 diff.detail = result.get("detail", "")
+                if mine_name != tensor:
+                    diff.ours_tensor = mine_name
+                    diff.detail = (diff.detail + "; " if diff.detail else "") + \
+                        f"as pyflame-rt's {mine_name!r}"
             diffs.append(diff)
 
     first = next((d for d in diffs if d.diverged), None)
@@ -379,10 +394,66 @@ def compare_model(path: str, against: str = "onnxruntime", *, level: str = "all"
                          explanation=explanation, notes=notes)
 
 
+def _aliases(base: Any, ours: Any) -> dict[str, str]:
+    """Reference tensor name -> our value name, for values a fusion renamed.
+
+    When a node survives optimization unchanged (same name, op, attributes and constant
+    inputs) its non-constant inputs must carry the same tensors on both sides, even when a
+    fused node now produces them under a new name: ``MaxPool('/3/MaxPool')`` reads
+    ``/2/Relu_output_0`` in the model and ``/0/Conv__0_out`` (a ``FusedConv``) in ours.
+    """
+    base_nodes = {n.name: n for n in base.nodes if n.name}
+    base_names = {v.name for v in base.values()}
+    our_names = {v.name for v in ours.values()}
+    aliases: dict[str, str] = {}
+    for node in ours.nodes:
+        ref = base_nodes.get(node.name)
+        if ref is None or ref.qualified_op != node.qualified_op or \
+                len(ref.inputs) != len(node.inputs) or not _same_attrs(ref.attrs, node.attrs):
+            continue
+        pairs = list(zip(ref.inputs, node.inputs))
+        if any((a is None) != (b is None) for a, b in pairs):
+            continue
+        if any(a is not None and (a.const_value is not None or b.const_value is not None)
+               and not _same_constant(a, b) for a, b in pairs):
+            continue
+        for a, b in pairs:
+            if a is None or a.const_value is not None or a.name == b.name:
+                continue
+            if a.name not in our_names and b.name not in base_names:
+                aliases.setdefault(a.name, b.name)
+    return aliases
+
+
+def _same_attrs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
+            if not (isinstance(value, np.ndarray) and isinstance(other, np.ndarray)
+                    and value.shape == other.shape and np.array_equal(value, other)):
+                return False
+        elif hasattr(value, "nodes") or hasattr(other, "nodes"):
+            return False  # subgraphs: not worth proving equal
+        elif value != other:
+            return False
+    return True
+
+
+def _same_constant(a: Any, b: Any) -> bool:
+    x, y = a.const_value, b.const_value
+    if x is None or y is None:
+        return False
+    x, y = np.asarray(x), np.asarray(y)
+    return x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)
+
+
 def _explain(first: TensorDiff, diffs: list[TensorDiff], ours_graph: Any) -> list[str]:
     """Say where the first divergent tensor comes from in our graph and how its inputs did."""
-    by_tensor = {d.tensor: d for d in diffs}
-    value = next((v for v in ours_graph.values() if v.name == first.tensor), None)
+    by_tensor = {d.ours_tensor or d.tensor: d for d in diffs}
+    name = first.ours_tensor or first.tensor
+    value = next((v for v in ours_graph.values() if v.name == name), None)
     if value is None or value.producer is None:
         return []
     node = value.producer
