@@ -69,6 +69,7 @@ __all__ = [
     "make_inputs",
     "make_session",
     "physical_cores",
+    "result_from_dict",
     "run_suite",
 ]
 
@@ -358,6 +359,12 @@ class Result:
         return self.ours.median_s / self.ort.median_s if self.ours.runs_s and self.ort.runs_s \
             else math.nan
 
+    @property
+    def best_ratio(self) -> float:
+        """Fastest run over fastest run: less sensitive to a busy machine than the median."""
+        return min(self.ours.runs_s) / min(self.ort.runs_s) if self.ours.runs_s and \
+            self.ort.runs_s else math.nan
+
     def gflops(self, engine: str) -> float:
         t = getattr(self, engine).median_s
         return self.gflop / t if t and not math.isnan(t) else math.nan
@@ -367,8 +374,23 @@ class Result:
         d["ours"] = {**self.ours.summary(), "runs_ms": [1e3 * t for t in self.ours.runs_s]}
         d["ort"] = {**self.ort.summary(), "runs_ms": [1e3 * t for t in self.ort.runs_s]}
         d["ratio"] = self.ratio
+        d["best_ratio"] = self.best_ratio
         d["gflops_per_s"] = {e: self.gflops(e) for e in ENGINES}
         return d
+
+
+def result_from_dict(d: Mapping[str, Any]) -> Result:
+    """Rebuild a :class:`Result` from its ``to_dict()`` form (``--json`` output)."""
+    r = Result(d["model"], int(d["batch"]))
+    for key in ("gflop", "runs_per_block", "check", "problems", "error", "build_s",
+                "fresh_build_s", "peak_rss_mb", "rss_errors", "profile"):
+        if key in d:
+            setattr(r, key, d[key])
+    for engine in ENGINES:
+        e = d.get(engine) or {}
+        setattr(r, engine, Timing(first_run_s=e.get("first_run_ms", math.nan) / 1e3,
+                                  runs_s=[t / 1e3 for t in e.get("runs_ms", [])]))
+    return r
 
 
 def _time_block(sess: Any, feeds: Mapping[str, np.ndarray], n: int, into: list[float]) -> None:
@@ -536,23 +558,30 @@ def geomean(values: Iterable[float]) -> float:
     return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else math.nan
 
 
-def _fmt(x: float, spec: str) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+def _fmt(x: float | None, spec: str) -> str:
+    """``format(x, spec)``, or a dash of the same width for a missing value."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        width = spec.split(".")[0]
+        return format("-", f">{width}" if width.isdigit() else "")
+    return format(x, spec)
 
 
 def format_table(results: Sequence[Result]) -> str:
     """The latency table, the build/memory table and the geometric means."""
     head = (f"{'model':<14} {'batch':>5} {'GFLOP':>7} {'ours ms':>9} {'ORT ms':>9} "
-            f"{'ours/ORT':>8} {'ours GF/s':>9} {'ORT GF/s':>9} {'RSS ours':>8} {'RSS ORT':>8} "
+            f"{'ours/ORT':>8} {'best':>5} {'ours GF/s':>9} {'ORT GF/s':>9} {'RSS ours':>8} "
+            f"{'RSS ORT':>8} "
             f"{'RSS x':>5}  check")
-    lines = ["latency (median of all timed runs; RSS = peak MB of a fresh process per engine)",
+    lines = [("latency: median of all timed runs; best = fastest ours / fastest ORT; RSS = "
+              "peak MB of a fresh process per engine"),
              head, "-" * len(head)]
     for r in results:
         rss_o, rss_r = r.peak_rss_mb.get("ours", math.nan), r.peak_rss_mb.get("ort", math.nan)
         lines.append(
             f"{r.model:<14} {r.batch:>5} {_fmt(r.gflop, '7.2f')} "
             f"{_fmt(1e3 * r.ours.median_s, '9.2f')} {_fmt(1e3 * r.ort.median_s, '9.2f')} "
-            f"{_fmt(r.ratio, '8.2f')} {_fmt(r.gflops('ours'), '9.1f')} "
+            f"{_fmt(r.ratio, '8.2f')} {_fmt(r.best_ratio, '5.2f')} "
+            f"{_fmt(r.gflops('ours'), '9.1f')} "
             f"{_fmt(r.gflops('ort'), '9.1f')} {_fmt(rss_o, '8.0f')} {_fmt(rss_r, '8.0f')} "
             f"{_fmt(rss_o / rss_r, '5.2f')}  {r.check}")
     lines.append("")
@@ -655,6 +684,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write all results here")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test settings: 2 repeats x 1 run, 1 warm-up, 1 RSS run")
+    p.add_argument("--table", type=Path, default=None, metavar="JSON",
+                   help="only print the tables of an earlier --json file")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks for failures")
     p.add_argument("--_rss-worker", nargs=3, default=None, help=argparse.SUPPRESS,
                    metavar=("ENGINE", "PATH", "NAME"))
@@ -670,7 +701,13 @@ def run_suite(args: argparse.Namespace, log: Any = print) -> tuple[list[Result],
     results: list[Result] = []
     for name in args.models:
         log(f"{name}:")
-        results += bench_model(name, paths[name], args.batch, args, log)
+        try:
+            results += bench_model(name, paths[name], args.batch, args, log)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime failed: record it, go on
+            log(f"  !!! {name} could not be benchmarked: {_first_line(exc)}")
+            for b in args.batch:
+                r = Result(name, b, check="FAILED", error=f"ONNX Runtime: {_first_line(exc)}")
+                results.append(r)
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return results, info
 
@@ -680,6 +717,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args._rss_worker:
         engine, path, name = args._rss_worker
         _rss_worker(engine, path, name, args.batch, args.threads, max(1, args.runs))
+        return 0
+    if args.table:
+        data = json.loads(args.table.read_text())
+        print(format_machine(data["machine"], data["settings"]["threads"]))
+        print(f"load average at the end: {data['machine'].get('load_average_end')}\n")
+        print(format_table([result_from_dict(d) for d in data["results"]]))
         return 0
     unknown = [m for m in args.models if m not in SUITE]
     if unknown:

@@ -33,22 +33,22 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy loads: one thread, a stable address space
 
-import argparse  # noqa: E402
-import faulthandler  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import warnings  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import faulthandler
+import json
+import math
+import resource
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+from typing import Any
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from fuzz_seeds import (  # noqa: E402
+import numpy as np
+import onnx
+from fuzz_seeds import (
     SECRET,
     Seed,
     onnx_seeds,
@@ -57,15 +57,15 @@ from fuzz_seeds import (  # noqa: E402
     prepare_external_folder,
     unpack_pfm,
 )
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import seed as hypothesis_seed  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
 
-import pyflame_rt as P  # noqa: E402
-from pyflame_rt.errors import InvalidModelError, PyFlameRTError  # noqa: E402
-from pyflame_rt.io.onnx import load_onnx  # noqa: E402
-from pyflame_rt.io.pfm import load_pfm, loads_pfm  # noqa: E402
-from pyflame_rt.types import DType  # noqa: E402
+import pyflame_rt as P
+from pyflame_rt.errors import InvalidModelError, PyFlameRTError
+from pyflame_rt.io.onnx import load_onnx
+from pyflame_rt.io.pfm import load_pfm, loads_pfm
+from pyflame_rt.types import DType
 
 MEMORY_LIMIT = 64 << 20  # what the loaders and sessions are told
 HEADROOM = 2 << 30  # what the process may grow by (RLIMIT_AS) after warm-up
@@ -669,6 +669,30 @@ def check_model(load: Any, seed: Seed, opt_level: int, stats: Stats, inject: str
 # ============================================================================================
 # main
 # ============================================================================================
+def _replay(path: str, fmt: str, seeds: list[Seed], folder: str) -> int:
+    with open(path, "rb") as f:
+        payload = f.read()
+    status = 0
+    for seed in seeds:
+        for opt_level in (0, 99):
+            stats = Stats()
+            if fmt == "onnx":
+                def load() -> Any:
+                    return load_onnx(payload, memory_limit=MEMORY_LIMIT, base_dir=folder)
+            else:
+                def load() -> Any:
+                    return loads_pfm(payload, memory_limit=MEMORY_LIMIT)
+            try:
+                check_model(load, seed, opt_level, stats, "none")
+                outcome = ("refused at load" if stats.refused else "ran" if stats.ran
+                           else "built" if stats.built else "loaded, not built")
+            except BaseException:  # noqa: BLE001 - printed for the developer
+                traceback.print_exc()
+                outcome, status = "FAILED", 1
+            print(f"feeds of seed {seed.name!r}, optimization level {opt_level}: {outcome}")
+    return status
+
+
 def _vm_size() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -688,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", default=None, help="folder for the failing file")
     parser.add_argument("--skip-warmup", action="store_true",
                         help="do not check the seeds first (for --inject self-tests)")
+    parser.add_argument("--replay", default=None, metavar="FILE",
+                        help="run the checks on one saved case (every seed's feeds, both "
+                             "optimization levels) and show the traceback of a failure")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     faulthandler.enable()  # a crash in C code prints the Python stack that led to it
@@ -700,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     parsed = {s.name: onnx.load_from_string(s.data) for s in seeds} \
         if args.format == "onnx" else {}
     stats = Stats()
+    if args.replay:
+        return _replay(args.replay, args.format, seeds, folder)
 
     def loader(payload: bytes, seed: Seed, via_file: bool) -> Any:
         if args.format == "onnx":

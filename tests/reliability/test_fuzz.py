@@ -79,7 +79,7 @@ def test_every_seed_is_a_valid_model_that_matches_onnxruntime(tmp_path) -> None:
         sess = ort.InferenceSession(load_onnx(seed.data, base_dir=folder))
         got = sess.run(None, seed.feeds)
         if seed.external:
-            reference = [s for s in onnx_seeds() if s.name == "mlp"][0]
+            reference = next(s for s in onnx_seeds() if s.name == "mlp")
             want = onnxruntime.InferenceSession(
                 reference.data, providers=["CPUExecutionProvider"]).run(None, seed.feeds)
         else:

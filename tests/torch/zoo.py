@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["Case", "CASES", "case"]
+__all__ = ["CASES", "Case", "case"]
 
 
 @dataclass
@@ -618,3 +618,38 @@ def _gpt2_model() -> nn.Module:
                                   attn_implementation="eager", use_cache=False,
                                   bos_token_id=0, eos_token_id=0)
     return _HFWrapper(transformers.GPT2LMHeadModel(cfg), ("logits",))
+
+
+class _Misc(nn.Module):
+    """Odd corners of the op table: negative indices, symbolic creation, mixed dtypes."""
+
+    def forward(self, x: torch.Tensor, n: torch.Tensor, flag: torch.Tensor) -> tuple:
+        b = x.shape[0]
+        y = x.clone()
+        y[:, 1:3, [0, 2]] = 7.0  # index_put with index dims after a slice
+        picked = x[:, -1, -2]
+        tail = x[:, :, -3:-1:1]
+        rev = x[..., 1:].flip(-1)
+        fl = torch.arange(0.0, 1.0, 0.25) * x.mean()
+        made = x.new_ones(b, 3) * 2 - torch.full((b, 1), 0.5)
+        counts = n.cumsum(1, dtype=torch.int32)
+        which = torch.where(flag, 1.0, -1.0)
+        mn, amn = x.min(dim=2)
+        am = x.argmax(1, keepdim=True)
+        r = 1 - x
+        normed = F.normalize(x, dim=-1)
+        unsh = F.pixel_unshuffle(x[:, None, :2, :], 2)
+        flat_max = x.max()
+        med = x.median()
+        asc, _ = x.sort(dim=1)
+        anyf = flag.any()
+        mixed = n * 0.5 + x[:, 0, :2]
+        cmp = (n.to(torch.int32) > x[:, 0, :2]).to(torch.int64)
+        return (y, picked, tail, rev, fl, made, counts, which, mn, amn, am, r, normed, unsh,
+                flat_max, med, asc, anyf, mixed, cmp)
+
+
+@case("misc_ops", lambda b: (_rand(b, 3, 4), torch.arange(b * 2).reshape(b, 2) - 3,
+                             torch.arange(b) % 2 == 0), scriptable=False)
+def _misc() -> nn.Module:
+    return _Misc()

@@ -240,7 +240,11 @@ class FunctionInliner:
         newest = onnx.defs.onnx_opset_version()
         for imp in fn.opset_import:
             domain = normalize_domain(imp.domain)
-            if domain == "" and not 7 <= imp.version <= newest:
+            model_version = self.opset_imports.get(domain)
+            # Opsets below 7 are only usable when the model's own opset decides (same
+            # semantics checked below); above the newest, no schema can be looked up.
+            lowest = 7 if model_version is None else 1
+            if domain == "" and not lowest <= imp.version <= newest:
                 raise InvalidModelError(
                     f"model-local function {fn.domain}.{fn.name} imports ONNX opset "
                     f"{imp.version}; PyFlameRT supports opsets 7 to {newest}")
@@ -248,7 +252,6 @@ class FunctionInliner:
                 raise InvalidModelError(
                     f"model-local function {fn.domain}.{fn.name} imports domain "
                     f"{imp.domain!r} at version {imp.version}, which is out of range")
-            model_version = self.opset_imports.get(domain)
             if model_version is None:
                 self.opset_imports[domain] = int(imp.version)
             elif domain == "" and model_version != imp.version:

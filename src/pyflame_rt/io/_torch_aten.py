@@ -1194,7 +1194,7 @@ def _resize(cx, x, output_size, scale_factors, mode: str, coord: str, **extra):
         scales = np.asarray(_pair_float(scale_factors, n), np.float64)
         spatial = [cx.static(d) for d in cx.shape(x)[2:]]
         if all(s is not None for s in spatial):
-            output_size = [int(math.floor(s * f)) for s, f in zip(spatial, scales)]
+            output_size = [math.floor(s * f) for s, f in zip(spatial, scales)]
         else:
             dims = cx.cast(cx.shape_of(cx.v(x), 2), torch.float64)
             scaled = cx.op("Floor", cx.op("Mul", dims, cx.const(scales), _dtype=torch.float64),
@@ -1634,37 +1634,39 @@ def sort(cx, node, x, *args):
     return list(_topk(cx, x, n, dim, descending))
 
 
-@aten("median.dim")
-def median_dim(cx, node, x, dim, keepdim=False):
-    rank = max(cx.rank(x), 1)
-    axis = dim % rank
-    n = cx.static(cx.shape(x)[axis])
-    if n is None:
-        raise Unsupported("median over a symbolic length")
-    k = (n - 1) // 2 + 1
-    values, indices = _topk(cx, x, k, axis, False)
-    last = cx.const(np.asarray([k - 1], np.int64))
+def _median_k(cx, value, axis: int | None):
+    """``k = (n - 1) // 2 + 1`` (1-D, one element) for the length along ``axis`` (all: None)."""
+    shape = cx.shape_of(value) if axis is None else cx.shape_of(value, axis, axis + 1)
+    n = cx.op("ReduceProd", shape, keepdims=1, _dtype=torch.int64)
+    half = cx.op("Div", cx.op("Sub", n, cx.const([1], np.int64), _dtype=torch.int64),
+                 cx.const([2], np.int64), _dtype=torch.int64)
+    return half, cx.op("Add", half, cx.const([1], np.int64), _dtype=torch.int64)
+
+
+def _lower_median(cx, value, axis: int, dtype, keepdim: bool, want_indices: bool):
+    """torch's median is the lower median: the ((n - 1) // 2)-th smallest value."""
+    half, k = _median_k(cx, value, axis)
+    values, indices = cx.op("TopK", value, k, axis=axis, largest=0, sorted=1, _n=2)
     outs = []
-    for v, dtype in ((values, cx.dtype(x)), (indices, torch.int64)):
-        picked = cx.op("Gather", v, last, axis=axis, _dtype=dtype)
+    for v, dt in ((values, dtype), (indices, torch.int64)):
+        if dt == torch.int64 and not want_indices:
+            outs.append(None)
+            continue
+        picked = cx.op("Gather", v, half, axis=axis, _dtype=dt)
         outs.append(picked if keepdim else _squeeze(cx, picked, [axis]))
     return outs
 
 
+@aten("median.dim")
+def median_dim(cx, node, x, dim, keepdim=False):
+    axis = dim % max(cx.rank(x), 1)
+    return _lower_median(cx, cx.v(x), axis, cx.dtype(x), keepdim, 1 in cx.used_outputs())
+
+
 @aten("median.default")
 def median_all(cx, node, x):
-    n = 1
-    for d in cx.shape(x):
-        s = cx.static(d)
-        if s is None:
-            raise Unsupported("median over a symbolic size")
-        n *= s
     flat = _reshape(cx, cx.v(x), [-1])
-    k = (n - 1) // 2 + 1
-    values, _ = cx.op("TopK", flat, cx.const([k], np.int64), axis=0, largest=0, _n=2)
-    cx.typed(values, cx.dtype(x))
-    return cx.op("Gather", values, cx.const(np.asarray(k - 1, np.int64)), axis=0,
-                 _dtype=cx.dtype(x))
+    return _lower_median(cx, flat, 0, cx.dtype(x), False, False)[0]
 
 
 # -- recurrent networks --------------------------------------------------------------------------

@@ -328,10 +328,11 @@ class Converter:
 
     # -- walking ---------------------------------------------------------------------------
     def bind(self, node: torch.fx.Node) -> list[Any]:
-        """The node's arguments in schema order, defaults filled in."""
+        """The node's arguments in schema order, defaults filled in; size arithmetic whose
+        result was known while tracing arrives as the plain number."""
         target = node.target
         if not isinstance(target, torch._ops.OpOverload):
-            return list(node.args) + list(node.kwargs.values())
+            return [_fold(a) for a in list(node.args) + list(node.kwargs.values())]
         bound = []
         for i, arg in enumerate(target._schema.arguments):
             if i < len(node.args) and not arg.kwarg_only:
@@ -342,7 +343,7 @@ class Converter:
                 bound.append(arg.default_value)
             else:
                 bound.append(None)
-        return bound
+        return [_fold(a) for a in bound]
 
     def lower(self, node: torch.fx.Node) -> Any:
         self.node = node
@@ -364,6 +365,34 @@ class Converter:
                     self._dtypes.setdefault(id(r), m.dtype)
         elif isinstance(result, Value) and isinstance(val, (int, torch.SymInt)):
             self._dtypes.setdefault(id(result), torch.int64)
+
+
+def _known_number(val: Any) -> Any:
+    """A plain Python number for ``val`` when tracing knows it, else ``None``."""
+    if isinstance(val, (bool, int, float)):
+        return val
+    if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        expr = val.node.expr
+        if isinstance(val, torch.SymBool):
+            if expr in (True, False) or getattr(expr, "is_Boolean", False) and expr.is_Atom:
+                return bool(expr)
+            return None
+        if expr.is_number:
+            return int(expr) if isinstance(val, torch.SymInt) else float(expr)
+    return None
+
+
+def static_scalar(node: torch.fx.Node) -> bool:
+    """True for a node computing a Python number that tracing already knows (size math)."""
+    return node.op == "call_function" and _known_number(node.meta.get("val")) is not None
+
+
+def _fold(arg: Any) -> Any:
+    if isinstance(arg, torch.fx.Node) and static_scalar(arg):
+        return _known_number(arg.meta["val"])
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_fold(a) for a in arg)
+    return arg
 
 
 def _numpy_to_torch(dtype: np.dtype) -> torch.dtype:
@@ -435,7 +464,7 @@ def check_supported(gm: torch.fx.GraphModule, live: set[str] | None = None) -> N
     for node in gm.graph.nodes:
         if live is not None and node.name not in live:
             continue
-        if node.op == "call_function" and node.target not in TABLE:
+        if node.op == "call_function" and node.target not in TABLE and not static_scalar(node):
             missing.setdefault(op_name(node.target), []).append(describe_location(node))
         elif node.op in ("call_module", "call_method"):
             missing.setdefault(f"{node.op} {node.target}", []).append(describe_location(node))
@@ -540,6 +569,8 @@ def convert_program(ep: torch.export.ExportedProgram, *, input_names: Sequence[s
     for node in gm.graph.nodes:
         if node.name not in live:
             continue
+        if node.op == "call_function" and static_scalar(node):
+            continue  # consumers receive the number itself (see Converter.bind)
         if node.op == "call_function":
             if any(a.name in failed for a in node.all_input_nodes):
                 failed.add(node.name)  # an input already failed; that failure is reported

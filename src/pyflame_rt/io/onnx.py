@@ -260,22 +260,29 @@ class _Importer:
         )
 
     def _check_text(self, msg: Any, path: str) -> None:
-        """Refuse string fields that are not UTF-8 (protobuf hands those back as ``bytes``)."""
-        for fd, value in msg.ListFields():
-            repeated = fd.is_repeated if hasattr(fd, "is_repeated") else \
-                fd.label == fd.LABEL_REPEATED
-            if fd.type == fd.TYPE_STRING:
-                for text in (value if repeated else (value,)):
-                    if isinstance(text, bytes):
-                        raise InvalidModelError(
-                            f"{self.source}: {path}.{fd.name} is not valid UTF-8 text "
-                            f"({text[:40]!r}); the model file is corrupt")
-            elif fd.type == fd.TYPE_MESSAGE:
-                if repeated:
-                    for i, item in enumerate(value):
-                        self._check_text(item, f"{path}.{fd.name}[{i}]")
-                else:
-                    self._check_text(value, f"{path}.{fd.name}")
+        """Refuse string fields that are not UTF-8 (protobuf hands those back as ``bytes``).
+
+        Iterative, so a deeply nested model reaches the nesting bound's clear message instead
+        of exhausting the Python stack here.
+        """
+        stack = [(msg, path)]
+        while stack:
+            msg, path = stack.pop()
+            for fd, value in msg.ListFields():
+                repeated = fd.is_repeated if hasattr(fd, "is_repeated") else \
+                    fd.label == fd.LABEL_REPEATED
+                if fd.type == fd.TYPE_STRING:
+                    for text in (value if repeated else (value,)):
+                        if isinstance(text, bytes):
+                            raise InvalidModelError(
+                                f"{self.source}: {path}.{fd.name} is not valid UTF-8 text "
+                                f"({text[:40]!r}); the model file is corrupt")
+                elif fd.type == fd.TYPE_MESSAGE:
+                    if repeated:
+                        stack.extend((item, f"{path}.{fd.name}[{i}]")
+                                     for i, item in enumerate(value))
+                    else:
+                        stack.append((value, f"{path}.{fd.name}"))
 
     def _check_versions(self) -> None:
         proto = self.proto
@@ -527,12 +534,13 @@ class _Importer:
         schema = self._schema(np_)
         declared = schema.attributes.get(attr.name) if schema is not None else None
         expected = int(declared.type) if declared is not None else None
-        if expected is not None and expected != atype:
-            if not (expected == AT.FLOAT and atype == AT.INT):  # an int where a float goes
-                raise InvalidModelError(
-                    f"{what} has type {AT.AttributeType.Name(atype)}, but the ONNX schema of "
-                    f"{np_.op_type} declares {AT.AttributeType.Name(expected)}; the model is "
-                    "corrupt or was written by a broken exporter")
+        # (An int where a float goes is accepted: it means the same number.)
+        if expected is not None and expected != atype and \
+                not (expected == AT.FLOAT and atype == AT.INT):
+            raise InvalidModelError(
+                f"{what} has type {AT.AttributeType.Name(atype)}, but the ONNX schema of "
+                f"{np_.op_type} declares {AT.AttributeType.Name(expected)}; the model is "
+                "corrupt or was written by a broken exporter")
         single = _ATTR_FIELD[atype]
         if single is not None and not attr.HasField(single):
             raise InvalidModelError(

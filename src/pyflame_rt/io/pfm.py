@@ -56,6 +56,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, InvalidModelError, ModelNotFoundError
 from ..ir import Model, verify
 from ..types import DType
+from ._onnx_schema import check_schemas
 from ._pfm_graph import MAX_DIM, MAX_RANK, GraphDecoder, GraphEncoder, check, field
 
 __all__ = ["ALIGNMENT", "FORMAT_VERSION", "MAGIC", "dumps_pfm", "is_pfm", "load_pfm", "loads_pfm",
@@ -509,6 +510,9 @@ class _Reader:
 
         graph = GraphDecoder(self.tensor).graph(graph_obj)
         graph.opset_imports = dict(opsets)
+        # Node inputs/outputs/attributes against the ONNX schemas: the optimizer and the
+        # kernels rely on those shapes of nodes, and a .pfm file is as untrusted as an .onnx.
+        check_schemas(graph, "graph")
         model = Model(
             graph=graph,
             ir_version=field(meta, "ir_version", int, where),

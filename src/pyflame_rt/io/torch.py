@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -91,7 +92,11 @@ def export_module(module: Any, args: tuple, dynamic_shapes: Any = None, *,
     from ._torch_fx import decomposition_table
 
     try:
-        ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
+        with warnings.catch_warnings():
+            # torch's own notes about its internals (nn.RNN weight caching, pytree API).
+            warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+            warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+            ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as exc:
         raise InvalidModelError(
             f"torch.export could not trace the {what}: {type(exc).__name__}: "
@@ -99,7 +104,9 @@ def export_module(module: Any, args: tuple, dynamic_shapes: Any = None, *,
             "(no data-dependent Python control flow; mark dynamic axes with "
             "torch.export.Dim and keep them free of size specialization).") from exc
     try:
-        return ep.run_decompositions(decomposition_table())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+            return ep.run_decompositions(decomposition_table())
     except Exception as exc:
         raise InvalidModelError(
             f"decomposing the exported {what} to core ATen failed: {type(exc).__name__}: "

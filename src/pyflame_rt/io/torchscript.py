@@ -83,6 +83,7 @@ def load_torchscript(path_or_scriptmodule: Any, example_inputs: Any, *,
     try:
         gm = _to_fx(torch, script, args)
         ep = export_module(gm, args, dynamic_shapes, what="TorchScript module")
+        _check_against_script(torch, script, args, ep)
         from ._torch_fx import convert_program
 
         model = convert_program(ep, input_names=names, output_names=output_names,
@@ -188,9 +189,136 @@ def _to_fx(torch: Any, script: Any, args: tuple) -> Any:
             conv.name_to_non_tensor_attributes, conv.name_to_constant, attr_fqn)
         gm = graph_converter.convert()
         ts_converter.replace_quantized_ops_with_standard_ops(gm)
+        _scalarize_sizes(torch, gm)
+        _unwrap_scalar_constants(torch, gm)
     except Exception as exc:
         raise InvalidModelError(
             f"cannot convert the TorchScript graph to ATen calls ({type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:500]}). Tracing with torch.jit.trace or using "
             "from_torch on the original module may work") from exc
     return gm
+
+
+def _scalarize_sizes(torch: Any, gm: Any) -> None:
+    """Turn size arithmetic done on 0-d tensors back into SymInt arithmetic.
+
+    A traced module records ``x.size(0) * 4`` as NumToTensor -> tensor ops -> ``Int``; export
+    then sees ``item()`` of a computed tensor, a size it cannot reason about, and fails on the
+    first reshape. When the whole expression is sizes, integer constants and + - * //, it is
+    rebuilt with Python operators on the sizes themselves.
+    """
+    import operator
+
+    aten = torch.ops.aten
+    binary = {aten.mul.Tensor: operator.mul, aten.mul.Scalar: operator.mul,
+              aten.add.Tensor: operator.add, aten.add.Scalar: operator.add,
+              aten.sub.Tensor: operator.sub, aten.sub.Scalar: operator.sub}
+    graph = gm.graph
+
+    def rebuild(arg: Any, before: Any) -> Any:
+        if isinstance(arg, int) and not isinstance(arg, bool):
+            return arg
+        if not isinstance(arg, torch.fx.Node):
+            return None
+        if arg.op == "get_attr":
+            value = getattr(gm, arg.target, None)
+            if isinstance(value, torch.Tensor) and value.dim() == 0 and \
+                    not value.is_floating_point() and value.dtype != torch.bool:
+                return int(value)
+            return None
+        if arg.op != "call_function":
+            return None
+        target = arg.target
+        if target in (aten.sym_size, aten.sym_size.int):
+            return arg
+        if target in (aten.scalar_tensor, aten.scalar_tensor.default):
+            return rebuild(arg.args[0], before)
+        if target in (aten._to_copy.default, aten._to_copy):
+            dtype = arg.kwargs.get("dtype")
+            return rebuild(arg.args[0], before) if dtype in (None, torch.int64, torch.int32) \
+                else None
+        if target in binary:
+            a, b = rebuild(arg.args[0], before), rebuild(arg.args[1], before)
+            if a is None or b is None or len(arg.args) > 2 or arg.kwargs.get("alpha", 1) != 1:
+                return None
+            with graph.inserting_before(before):
+                return graph.call_function(binary[target], (a, b))
+        if target in (aten.div.Scalar_mode, aten.div.Tensor_mode):
+            mode = arg.kwargs.get("rounding_mode", arg.args[2] if len(arg.args) > 2 else None)
+            a, b = rebuild(arg.args[0], before), rebuild(arg.args[1], before)
+            # Sizes are non-negative, so truncating and flooring agree for a positive divisor.
+            if a is None or not isinstance(b, int) or b <= 0 or mode not in ("trunc", "floor"):
+                return None
+            with graph.inserting_before(before):
+                return graph.call_function(operator.floordiv, (a, b))
+        return None
+
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in (aten._local_scalar_dense.default,
+                                                          aten._local_scalar_dense):
+            replacement = rebuild(node.args[0], node)
+            if replacement is not None:
+                node.replace_all_uses_with(replacement)
+                graph.erase_node(node)
+    # No dead-code elimination here: the script's in-place ops look unused but are not.
+    gm.recompile()
+
+
+def _unwrap_scalar_constants(torch: Any, gm: Any) -> None:
+    """Give traced Python floats back their scalar type-promotion.
+
+    ``torch.jit.trace`` stores ``n * 0.5`` with ``0.5`` as a 0-d double tensor flagged as a
+    "wrapped number" (it promotes like a Python scalar: int64 * 0.5 is float32). The FX
+    conversion loses the flag, so the product would become float64. A 0-d double constant
+    meeting a non-float tensor in arithmetic is turned back into a Python float.
+    """
+    aten = torch.ops.aten
+    arithmetic = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
+                  aten.rsub.Tensor, aten.remainder.Tensor, aten.fmod.Tensor,
+                  aten.pow.Tensor_Tensor, aten.add, aten.sub, aten.mul, aten.div}
+
+    def scalar_const(arg: Any) -> float | None:
+        if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+            value = getattr(gm, arg.target, None)
+            if isinstance(value, torch.Tensor) and value.dim() == 0 and \
+                    value.dtype == torch.float64:
+                return float(value)
+        return None
+
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target not in arithmetic or len(node.args) < 2:
+            continue
+        consts = [scalar_const(a) for a in node.args[:2]]
+        if consts[0] is not None and consts[1] is None:
+            node.args = (consts[0],) + tuple(node.args[1:])
+        elif consts[1] is not None and consts[0] is None:
+            node.args = (node.args[0], consts[1]) + tuple(node.args[2:])
+    gm.recompile()
+
+
+def _check_against_script(torch: Any, script: Any, args: tuple, ep: Any) -> None:
+    """The converted program must return what the TorchScript module returns (count, dtype,
+    rank): the conversion is torch's private code, so check it rather than trust it."""
+    import torch.utils._pytree as pytree
+    from torch.export.graph_signature import OutputKind
+
+    with torch.no_grad():
+        expected = pytree.tree_leaves(script(*args))
+    out_node = next(n for n in ep.graph_module.graph.nodes if n.op == "output")
+    kinds = {s.arg.name: s.kind for s in ep.graph_signature.output_specs}
+    got = [a.meta.get("val") for a in out_node.args[0]
+           if isinstance(a, torch.fx.Node) and kinds.get(a.name) == OutputKind.USER_OUTPUT]
+    problem = None
+    if len(got) != len(expected):
+        problem = f"{len(got)} outputs instead of {len(expected)}"
+    else:
+        for i, (g, e) in enumerate(zip(got, expected)):
+            if not isinstance(g, torch.Tensor) or not isinstance(e, torch.Tensor):
+                problem = f"output {i} is not a tensor"
+            elif g.dtype != e.dtype or g.dim() != e.dim():
+                problem = (f"output {i} is {g.dtype} rank {g.dim()}, TorchScript gives "
+                           f"{e.dtype} rank {e.dim()}")
+            if problem:
+                break
+    if problem:
+        raise InvalidModelError(f"torch's TorchScript converter changed the module: {problem}")

@@ -139,7 +139,11 @@ def compile_plan(graph: Graph, options: CompileOptions | None = None, *,
             for v in _captured(sub):
                 if id(v) in slot_of:
                     last_read[slot_of[id(v)]] = index
-        constants = [None if v is None else v.const_value for v in node.inputs]
+        # Constants are handed over as the very arrays the plan feeds at run time, so a
+        # specialized kernel can tell by identity that an input is still its constant (an
+        # overridable initializer fed by the user is a different object).
+        constants = [None if v is None else _constant(v, slot_of, template)
+                     for v in node.inputs]
         fn = _bind(kdef, node, graph, opset, constants, options)
         out_slots = tuple(-1 if v is None else slot(v) for v in node.outputs)
         steps.append(Step(node, kdef, fn, tuple(in_slots), out_slots, (), kdef.takes_ctx,
@@ -352,6 +356,13 @@ class CPUPlan(Plan):
             name=step.node.name or step.node.op_type, op_type=step.node.op_type,
             start_ns=start, dur_ns=dur, input_shapes=_shape_list(args),
             output_shapes=_shape_list(outs), thread_id=threading.get_ident()))
+
+
+def _constant(v: Value, slot_of: dict[int, int], template: list[Any]) -> Any:
+    s = slot_of.get(id(v))
+    if s is not None and template[s] is not None:
+        return template[s]
+    return v.const_value
 
 
 def _unique(values: list[Value]) -> list[Value]:

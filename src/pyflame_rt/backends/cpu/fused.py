@@ -117,7 +117,14 @@ def apply_activation(y: np.ndarray, activation: str, params: Sequence[float] | N
     return y
 
 
-@kernel("FusedConv", since=1, domain="pyflame")
+def _specialize_fused_conv(ctx: Any) -> Any:
+    """Compile-time fast path for float32 1-D/2-D convolutions with constant weights."""
+    from .conv import specialize_conv
+
+    return specialize_conv(ctx, fused_conv)
+
+
+@kernel("FusedConv", since=1, domain="pyflame", specialize=_specialize_fused_conv)
 def fused_conv(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
                Z: np.ndarray | None = None, *, auto_pad: str = "NOTSET",
                dilations: Sequence[int] | None = None, group: int = 1,

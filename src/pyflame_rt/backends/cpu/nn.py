@@ -304,7 +304,18 @@ def _check_conv_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape: A
     return ksp
 
 
-@kernel("Conv", since=1)
+def _specialize_conv(ctx: Any) -> Any:
+    """Compile-time fast path for float32 1-D/2-D convolutions with constant weights."""
+    from .conv import specialize_conv
+
+    def fallback(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
+                 Z: np.ndarray | None = None, **attrs: Any) -> np.ndarray:
+        return conv(X, W, B, **attrs)
+
+    return specialize_conv(ctx, fallback)
+
+
+@kernel("Conv", since=1, specialize=_specialize_conv)
 def conv(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None, *, auto_pad: str = "NOTSET",
          dilations: Sequence[int] | None = None, group: int = 1,
          kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,

@@ -1,0 +1,362 @@
+"""Convolution tactics: interchangeable algorithms for one 2-D float32 convolution.
+
+Each tactic turns (geometry, packed weights, epilogue) into a ``run(x, bias, z) -> y``
+closure; the chooser (:mod:`.chooser`) times the applicable ones on the real shapes. All of
+them apply the epilogue ``act(y + bias (+ z))`` on output tiles that are still in cache, and
+split their work into jobs for :func:`..threads.parallel_for`:
+
+* ``gemm``: 1x1 stride-1 unpadded convolutions are ``W[g] @ X[n, g]``; jobs are column
+  (pixel) blocks, or row (channel) blocks when the image is small.
+* ``im2col``: per job, the patches of a block of output pixels are gathered (pads as zeros,
+  never materialized) into a per-thread buffer sized for the L2 cache, multiplied by the
+  group's weights straight into the output (BLAS writes a strided block), then the epilogue.
+  ``tile`` sets the block width.
+* ``im2col_full``: for small images: the whole patch matrix is gathered first (jobs over
+  channels), then the GEMM is split over output channels.
+* ``depthwise``: one input channel per group (MobileNet): a direct loop per output plane.
+* ``winograd``: F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (:mod:`.winograd`).
+* ``reference``: ``nn.py``'s numpy im2col convolution, then a numpy epilogue; always
+  applicable, and the accuracy reference of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import threads
+from ..codegen import kernels
+from ..codegen.scratch import scratch
+from .geometry import ConvGeometry, split_range
+
+__all__ = ["Epilogue", "PackedWeights", "TACTICS", "Tactic", "applicable_tactics"]
+
+_nb_conv = kernels("conv")
+_nb_epi = kernels("epilogue")
+
+#: Bytes of im2col patches per job: about half of a 2 MiB L2 (the GEMM streams through it).
+_TILE_BYTES = 1 << 20
+#: Columns per job below which BLAS efficiency drops.
+_MIN_TILE = 64
+#: Work per job (multiply-adds) below which splitting costs more than it gains.
+_MIN_JOB_MACS = 1 << 18
+
+_EMPTY = np.zeros(0, np.float32)
+
+Run = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """act(y + bias (+ z)): an activation code of ``_nb_epilogue.ACT_CODES`` and its params."""
+
+    act: int = 0
+    a0: float = 0.0
+    a1: float = 0.0
+
+
+@dataclass
+class PackedWeights:
+    """Weights prepared once, at plan compile time, in the forms the tactics read."""
+
+    w: np.ndarray  # [M, C/g, kh, kw] float32, C-contiguous
+    g: int
+    extra: dict[str, Any] = field(default_factory=dict)  # per-tactic transforms, made lazily
+
+    @property
+    def wg(self) -> np.ndarray:
+        m = self.w.shape[0]
+        return self.w.reshape(self.g, m // self.g, -1)
+
+    @property
+    def flat(self) -> np.ndarray:
+        return self.w.reshape(-1)
+
+
+@dataclass(frozen=True)
+class Tactic:
+    """A named algorithm and its parameters (``tile`` for im2col)."""
+
+    name: str
+    tile: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.tile}" if self.tile else self.name
+
+    @staticmethod
+    def parse(label: str) -> Tactic:
+        name, _, tile = label.partition(":")
+        return Tactic(name, int(tile) if tile else 0)
+
+
+def _jobs(count: int, threads_: int, work: int) -> int:
+    """How many jobs to cut ``work`` multiply-adds into (a few per thread when worth it)."""
+    if threads_ <= 1:
+        return 1
+    return max(1, min(count, 4 * threads_, work // _MIN_JOB_MACS))
+
+
+def _parts_per_image(geo: ConvGeometry, nthreads: int) -> int:
+    """Jobs per (image, group) so that the whole call has a few jobs per thread."""
+    images = geo.n * geo.g
+    want = _jobs(10 ** 9, nthreads, geo.flops // 2)
+    return max(1, -(-want // images))
+
+
+# -- gemm -----------------------------------------------------------------------------------
+
+
+def _build_gemm(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads: int) -> Run:
+    n, g, cg, mg, p, m = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m
+    wg = pack.wg
+    parts = _parts_per_image(geo, nthreads)
+    jobs: list[tuple[int, int, int, int, int, int]] = []  # n, g, m0, m1, p0, p1
+    for b in range(n):
+        for gi in range(g):
+            if parts > 1 and p < _MIN_TILE * parts and mg >= 8 * parts:
+                for m0, m1 in split_range(mg, parts, 8):
+                    jobs.append((b, gi, m0, m1, 0, p))
+            else:
+                for p0, p1 in split_range(p, parts, 16, _MIN_TILE):
+                    jobs.append((b, gi, 0, mg, p0, p1))
+    act, a0, a1 = epi.act, epi.a0, epi.a1
+
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        xg = x.reshape(n, g, cg, p)
+        y = np.empty((n, m, p), np.float32)
+        yf = y.reshape(-1)
+        zf = yf if z is None else z.reshape(-1)
+        has_z = z is not None
+        bias_act = _nb_epi.bias_act
+
+        def job(i: int) -> None:
+            b, gi, m0, m1, p0, p1 = jobs[i]
+            r0 = gi * mg + m0
+            np.matmul(wg[gi, m0:m1], xg[b, gi, :, p0:p1], out=y[b, r0:r0 + m1 - m0, p0:p1])
+            base = (b * m + r0) * p + p0
+            bias_act(yf, base, p, m1 - m0, p1 - p0, bias, r0, 0, zf, base, p, has_z,
+                     act, a0, a1)
+
+        threads.parallel_for(len(jobs), job)
+        return y.reshape(n, m, geo.oh, geo.ow)
+
+    return run
+
+
+# -- im2col ---------------------------------------------------------------------------------
+
+
+def default_tile(geo: ConvGeometry) -> int:
+    """Output pixels per im2col job so that the job's patches fill about half the L2."""
+    t = _TILE_BYTES // (4 * geo.k)
+    t = max(_MIN_TILE, t // 16 * 16)
+    return min(t, geo.p)
+
+
+def _build_im2col(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads: int,
+                  tile: int) -> Run:
+    n, g, cg, mg, p, m, k = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m, geo.k
+    wg = pack.wg
+    tile = min(tile or default_tile(geo), p)
+    parts = _parts_per_image(geo, nthreads)
+    if parts > 1:
+        # Enough jobs to keep every thread busy, but none narrower than _MIN_TILE.
+        share = -(-p // parts)
+        tile = min(tile, max(_MIN_TILE, -(-share // 16) * 16))
+    tiles = [(a, min(p, a + tile)) for a in range(0, p, tile)]
+    jobs = [(b, gi, p0, p1) for b in range(n) for gi in range(g) for p0, p1 in tiles]
+    hw = geo.h * geo.w
+    taps = geo.kh * geo.kw
+    args = (geo.h, geo.w, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.pt, geo.pl,
+            geo.ow)
+    act, a0, a1 = epi.act, epi.a0, epi.a1
+
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        xf = x.reshape(-1)
+        y = np.empty((n, m, p), np.float32)
+        yf = y.reshape(-1)
+        zf = yf if z is None else z.reshape(-1)
+        has_z = z is not None
+        im2col, bias_act = _nb_conv.im2col_tile, _nb_epi.bias_act
+
+        def job(i: int) -> None:
+            b, gi, p0, p1 = jobs[i]
+            t = p1 - p0
+            buf = scratch("im2col", k * t)
+            im2col(xf, (b * geo.c + gi * cg) * hw, cg, *args, p0, p1, buf, taps, 1)
+            r0 = gi * mg
+            np.matmul(wg[gi], buf.reshape(k, t), out=y[b, r0:r0 + mg, p0:p1])
+            base = (b * m + r0) * p + p0
+            bias_act(yf, base, p, mg, t, bias, r0, 0, zf, base, p, has_z, act, a0, a1)
+
+        threads.parallel_for(len(jobs), job)
+        return y.reshape(n, m, geo.oh, geo.ow)
+
+    return run
+
+
+def _build_im2col_full(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
+                       nthreads: int) -> Run:
+    n, g, cg, mg, p, m, k = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m, geo.k
+    wg = pack.wg
+    taps = geo.kh * geo.kw
+    hw = geo.h * geo.w
+    cparts = split_range(cg, _jobs(cg, nthreads, cg * taps * p * 8), 1)
+    mparts = split_range(mg, _jobs(mg, nthreads, mg * k * p), 8)
+    args = (geo.h, geo.w, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.pt, geo.pl,
+            geo.ow)
+    act, a0, a1 = epi.act, epi.a0, epi.a1
+
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        xf = x.reshape(-1)
+        y = np.empty((n, m, p), np.float32)
+        yf = y.reshape(-1)
+        zf = yf if z is None else z.reshape(-1)
+        has_z = z is not None
+        im2col, bias_act = _nb_conv.im2col_tile, _nb_epi.bias_act
+        buf = scratch("im2col_full", k * p)  # the caller's: shared by this call's jobs
+        cols = buf.reshape(k, p)
+        for b in range(n):
+            for gi in range(g):
+                xbase = (b * geo.c + gi * cg) * hw
+
+                def gather(i: int) -> None:
+                    c0, c1 = cparts[i]
+                    im2col(xf, xbase + c0 * hw, c1 - c0, *args, 0, p,
+                           buf[c0 * taps * p:c1 * taps * p], taps, 1)
+
+                def multiply(i: int, b: int = b, gi: int = gi) -> None:
+                    m0, m1 = mparts[i]
+                    r0 = gi * mg + m0
+                    np.matmul(wg[gi, m0:m1], cols, out=y[b, r0:r0 + m1 - m0])
+                    base = (b * m + r0) * p
+                    bias_act(yf, base, p, m1 - m0, p, bias, r0, 0, zf, base, p, has_z,
+                             act, a0, a1)
+
+                threads.parallel_for(len(cparts), gather)
+                threads.parallel_for(len(mparts), multiply)
+        return y.reshape(n, m, geo.oh, geo.ow)
+
+    return run
+
+
+# -- depthwise ------------------------------------------------------------------------------
+
+
+def _build_depthwise(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
+                     nthreads: int) -> Run:
+    n, m = geo.n, geo.m
+    mult = geo.mg
+    planes = n * m
+    work = planes * geo.p * geo.kh * geo.kw
+    parts = split_range(planes, _jobs(planes, nthreads, work * 4), 1)
+    wflat = pack.flat
+    act, a0, a1 = epi.act, epi.a0, epi.a1
+    dims = (m, mult, geo.h, geo.w, geo.oh, geo.ow, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh,
+            geo.dw, geo.pt, geo.pl)
+
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        xf = x.reshape(-1)
+        y = np.empty((n, m, geo.oh, geo.ow), np.float32)
+        yf = y.reshape(-1)
+        zf = yf if z is None else z.reshape(-1)
+        has_z = z is not None
+        dw = _nb_conv.depthwise2d
+
+        def job(i: int) -> None:
+            q0, q1 = parts[i]
+            dw(xf, wflat, bias, yf, zf, has_z, q0, q1, *dims, act, a0, a1)
+
+        threads.parallel_for(len(parts), job)
+        return y
+
+    return run
+
+
+# -- reference ------------------------------------------------------------------------------
+
+
+def reference_conv(geo: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``nn.py``'s numpy convolution (no bias) for this geometry."""
+    from ..nn import _conv_core
+
+    pads_end = ((geo.oh - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1 - geo.h - geo.pt,
+                (geo.ow - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1 - geo.w - geo.pl)
+    return _conv_core(x, w, (geo.pt, geo.pl), (max(0, pads_end[0]), max(0, pads_end[1])),
+                      (geo.sh, geo.sw), (geo.dh, geo.dw), geo.g, (geo.oh, geo.ow))
+
+
+def _build_reference(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
+                     nthreads: int) -> Run:
+    from ..codegen.activations import ACT_CODES
+    from ..fused import apply_activation
+
+    name = {v: k for k, v in ACT_CODES.items()}[epi.act]
+    params = [epi.a0, epi.a1]
+
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        y = reference_conv(geo, pack.w, x)
+        if not y.flags.writeable or y.base is x:
+            y = y.copy()
+        if bias.size:
+            y += bias.reshape(1, -1, 1, 1)
+        if z is not None:
+            y += z
+        return apply_activation(y, name, params)
+
+    return run
+
+
+# -- registry -------------------------------------------------------------------------------
+
+
+def _is_winograd_shape(geo: ConvGeometry) -> bool:
+    return (geo.kh == geo.kw == 3 and geo.sh == geo.sw == 1 and geo.dh == geo.dw == 1
+            and geo.g == 1)
+
+
+def applicable_tactics(geo: ConvGeometry) -> list[Tactic]:
+    """Every tactic that can run ``geo`` (the reference last)."""
+    out: list[Tactic] = []
+    if geo.pointwise:
+        out.append(Tactic("gemm"))
+    if geo.depthwise:
+        out.append(Tactic("depthwise"))
+    if not geo.depthwise or geo.kh * geo.kw == 1:
+        base = default_tile(geo)
+        tiles = sorted({t for t in (base // 2, base, base * 2) if _MIN_TILE <= t < geo.p}
+                       | ({base} if base >= geo.p else set()))
+        out.extend(Tactic("im2col", t) for t in tiles)
+        out.append(Tactic("im2col_full"))
+    if _is_winograd_shape(geo):
+        out.extend([Tactic("winograd", 2), Tactic("winograd", 4)])
+    out.append(Tactic("reference"))
+    return out
+
+
+def build(tactic: Tactic, geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
+          nthreads: int) -> Run:
+    """The ``run(x, bias, z)`` closure of ``tactic`` for ``geo``."""
+    name = tactic.name
+    if name == "gemm":
+        return _build_gemm(geo, pack, epi, nthreads)
+    if name == "im2col":
+        return _build_im2col(geo, pack, epi, nthreads, tactic.tile)
+    if name == "im2col_full":
+        return _build_im2col_full(geo, pack, epi, nthreads)
+    if name == "depthwise":
+        return _build_depthwise(geo, pack, epi, nthreads)
+    if name == "winograd":
+        from .winograd import build_winograd
+
+        return build_winograd(geo, pack, epi, nthreads, tactic.tile)
+    if name == "reference":
+        return _build_reference(geo, pack, epi, nthreads)
+    raise ValueError(f"unknown convolution tactic {tactic.label!r}")
+
+
+TACTICS = ("gemm", "im2col", "im2col_full", "depthwise", "winograd", "reference")
