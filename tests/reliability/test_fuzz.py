@@ -37,6 +37,11 @@ WORKERS = int(os.environ.get("PYFLAME_FUZZ_WORKERS", "2"))
 WORKER_TIMEOUT = 120 + CASES * 0.3
 
 
+# The worker bounds its memory with RLIMIT_AS and reads its size from /proc.
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the fuzz worker needs RLIMIT_AS and /proc (Linux)")
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
@@ -98,6 +103,7 @@ def test_every_seed_is_a_valid_model_that_matches_onnxruntime(tmp_path) -> None:
 
 
 # -- the fuzzers ------------------------------------------------------------------------------
+@linux_only
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "pfm"])
 def test_fuzz_mutated_models(fmt: str, tmp_path, capsys) -> None:
@@ -128,6 +134,7 @@ def test_fuzz_mutated_models(fmt: str, tmp_path, capsys) -> None:
               f"slowest case {slowest:.2f} s)")
 
 
+@linux_only
 def test_fuzz_harness_reports_each_kind_of_failure(tmp_path) -> None:
     """The worker must fail loudly on a stray exception, a hidden allocation failure and a hang
     (each injected into every case), or a green fuzz run would prove nothing. (The injection

@@ -377,6 +377,48 @@ def test_an_int_where_a_float_attribute_goes_is_accepted() -> None:
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], np.where(x < 0, 2 * x, x))
 
 
+def _pfm_cnn_edit(edit) -> bytes:
+    seed = next(s for s in pfm_seeds() if s.name == "cnn")
+    meta, graph, table, blobs = unpack_pfm(seed.data)
+    edit({n["op_type"]: n for n in graph["nodes"]})
+    return pack_pfm(meta, graph, table, blobs)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda n: n["BatchNormalization"]["attributes"].update(epsilon={"ints": [2**40, -5]}),
+     ("BatchNormalization node 'bn': attribute 'epsilon' holds a list, but the ONNX schema "
+      "of BatchNormalization declares FLOAT")),
+    (lambda n: n["Flatten"]["attributes"].update(axis={"str": "one"}),
+     "attribute 'axis' holds a str, but the ONNX schema of Flatten declares INT"),
+    (lambda n: n["Conv"]["attributes"].update(pads={"graph": {
+        "name": "g", "inputs": [], "initializers": [], "nodes": [], "outputs": []}}),
+     "attribute 'pads' holds a Graph, but the ONNX schema of Conv declares INTS"),
+    (lambda n: n["Conv"]["attributes"].update(pads={"floats": [1.5]}),
+     "attribute 'pads' holds a list, but the ONNX schema of Conv declares INTS"),
+    (lambda n: n["Gemm"]["inputs"].pop(), "Gemm node '' has 1 inputs, but Gemm-13 takes 2 to 3"),
+    (lambda n: n["Gemm"]["inputs"].__setitem__(1, ""), "leaves its required input 'B' empty"),
+    (lambda n: (n["Relu"]["outputs"].append("extra"), n["Relu"]["output_types"].append(None)),
+     "has 2 outputs, but Relu-14 takes 1"),
+])
+def test_pfm_nodes_must_match_their_onnx_schema(edit, message: str) -> None:
+    with pytest.raises(InvalidModelError, match=message):
+        loads_pfm(_pfm_cnn_edit(edit))
+
+
+def test_pfm_schema_check_accepts_what_save_pfm_writes_for_an_optimized_model(tmp_path) -> None:
+    """Passes store attributes their own way (arrays for int lists, DType for ``to``): a
+    saved optimized model must still load."""
+    for seed in onnx_seeds():
+        if seed.external:
+            continue
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"{seed.name}.pfm")
+        want = ort.InferenceSession(seed.data, options).run(None, seed.feeds)
+        got = ort.InferenceSession(options.optimized_model_filepath).run(None, seed.feeds)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
 @pytest.mark.parametrize("version", [-1, 2**31, 2**62])
 def test_opset_versions_out_of_range(version: int) -> None:
     model = _one_node_model(helper.make_node("Relu", ["x"], ["y"]))

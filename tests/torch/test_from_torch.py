@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is the optional [torch] extra")
-
+# "torch.nn", not "torch": without PyTorch, this very folder (tests/torch, on sys.path through
+# pytest's pythonpath) would import as an empty namespace package named torch.
+pytest.importorskip("torch.nn", reason="PyTorch is the optional [torch] extra")
+import torch
 from torch_util import assert_matches, eager, run, session
 from zoo import CASES
 
@@ -114,6 +116,8 @@ def test_input_and_output_names_override() -> None:
         from_torch(module, case.inputs(2), output_names=["a", "b"])
     with pytest.raises(InvalidArgumentError, match="input_names"):
         from_torch(module, case.inputs(2), input_names=["a", "b"])
+    with pytest.raises(InvalidArgumentError, match="both an input and an output"):
+        from_torch(module, case.inputs(2), input_names=["x"], output_names=["x"])
 
 
 class _DictOut(torch.nn.Module):
@@ -130,14 +134,20 @@ def test_dict_outputs_are_named_by_key_and_aliases_get_identities() -> None:
     assert_matches(outs, [x.numpy() * 2, x.numpy(), x.numpy()], "dict outputs")
 
 
+class _Bessel(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.special.i0(x)
+
+
 class _Unsupported(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = torch.nn.Linear(4, 4)
+        self.inner = _Bessel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.lgamma(self.body(x))
-        z = torch.special.i0(x)
+        z = self.inner(x)
         return y + torch.lgamma(z)
 
 
@@ -146,9 +156,10 @@ def test_unsupported_ops_are_all_listed_with_locations() -> None:
         from_torch(_Unsupported(), (torch.randn(2, 4),))
     text = str(info.value)
     assert "aten.lgamma.default" in text and "used 2 time(s)" in text
-    assert "aten.i0.default" in text
+    assert "aten.i0.default" in text and "in module 'inner' (_Bessel)" in text
     assert "test_from_torch.py" in text and "torch.lgamma(self.body(x))" in text
-    assert "_Unsupported" in text
+    assert "return torch.special.i0(x)" in text
+    assert "in module '<root>' (_Unsupported)" in text
 
 
 class _BadArgument(torch.nn.Module):
@@ -212,6 +223,16 @@ def test_export_to_onnx_runs_in_onnxruntime() -> None:
         inputs = CASES[name].inputs(4)
         feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs)}
         assert_matches(sess.run(None, feeds), eager(module, inputs), f"{name} via ORT")
+
+
+def test_dict_dynamic_shapes_with_renamed_inputs() -> None:
+    module = torch.nn.Linear(4, 2)
+    model = from_torch(module, (torch.randn(3, 4),), input_names=["features"],
+                       dynamic_shapes={"input": {0: torch.export.Dim("rows")}})
+    assert model.graph.inputs[0].name == "features"
+    assert model.graph.inputs[0].shape == ("rows", 4)
+    assert model.metadata_props["pyflame_rt.torch_route"] == "export"
+    assert "rows: 0.." in model.metadata_props["pyflame_rt.torch_dims"]
 
 
 def test_unnamed_dynamic_dims_get_input_based_names() -> None:

@@ -6,8 +6,10 @@ import io
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is the optional [torch] extra")
-
+# "torch.nn", not "torch": without PyTorch, this very folder (tests/torch, on sys.path through
+# pytest's pythonpath) would import as an empty namespace package named torch.
+pytest.importorskip("torch.nn", reason="PyTorch is the optional [torch] extra")
+import torch
 from torch_util import assert_matches, eager, run, session
 from zoo import CASES
 

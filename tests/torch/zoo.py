@@ -461,7 +461,8 @@ class _Pooling(nn.Module):
         return (F.avg_pool2d(x, 3, stride=2, padding=1), F.avg_pool2d(x, 2, ceil_mode=True),
                 F.max_pool2d(x, 2, stride=1, dilation=2), F.adaptive_avg_pool2d(x, (1, 1)),
                 F.adaptive_avg_pool2d(x, (3, 2)), F.lp_pool2d(x.abs(), 2, 2),
-                F.adaptive_max_pool2d(x, 1), F.avg_pool1d(x.flatten(2), 4))
+                F.adaptive_max_pool2d(x, 1), F.avg_pool1d(x.flatten(2), 4),
+                F.max_pool2d(x, 2, return_indices=True)[1], F.adaptive_max_pool2d(x, (3, 4)))
 
 
 @case("pooling", lambda b: (_rand(b, 3, 7, 6),))

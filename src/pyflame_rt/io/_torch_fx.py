@@ -42,8 +42,11 @@ Handler = Callable[..., Any]
 TABLE: dict[Any, Handler] = {}
 
 
-class Unsupported(Exception):
-    """Raised by a lowering when the op is used in a way it cannot express (names the why)."""
+class Unsupported(UnsupportedOperatorError):
+    """Raised by a lowering when the op is used in a way it cannot express (names the why).
+
+    The converter collects these per node; one escaping elsewhere (a complex-typed input) is
+    still an ``UnsupportedOperatorError`` for the caller."""
 
 
 def aten(*names: str) -> Callable[[Handler], Handler]:
@@ -490,9 +493,13 @@ def _missing_message(missing: dict[str, list[str]], reasons: dict[str, str] | No
 
 def convert_program(ep: torch.export.ExportedProgram, *, input_names: Sequence[str],
                     output_names: Sequence[str] | None = None, dynamic_shapes: Any = None,
-                    graph_name: str = "torch_graph", producer: str = "pyflame_rt.from_torch"
-                    ) -> Model:
-    """Lower a decomposed ``ExportedProgram`` into a ``Model`` (opset :data:`OPSET`)."""
+                    graph_name: str = "torch_graph", producer: str = "pyflame_rt.from_torch",
+                    arg_names: Sequence[str] | None = None) -> Model:
+    """Lower a decomposed ``ExportedProgram`` into a ``Model`` (opset :data:`OPSET`).
+
+    ``arg_names`` are ``forward()``'s argument names, which key a dict ``dynamic_shapes``
+    (default: ``input_names``).
+    """
     from torch.export.graph_signature import InputKind, OutputKind
 
     gm = ep.graph_module
@@ -501,140 +508,166 @@ def convert_program(ep: torch.export.ExportedProgram, *, input_names: Sequence[s
                            if s.kind == OutputKind.USER_OUTPUT})
     check_supported(gm, live)
     user_inputs = [s for s in sig.input_specs if s.kind == InputKind.USER_INPUT]
-    if len(input_names) != len(user_inputs):
-        raise InvalidArgumentError(
-            f"{len(input_names)} input names given for {len(user_inputs)} tensor inputs")
     user_outputs = [s for s in sig.output_specs if s.kind == OutputKind.USER_OUTPUT]
-    names_out = list(output_names) if output_names is not None else None
-    if names_out is not None and len(names_out) != len(user_outputs):
-        raise InvalidArgumentError(
-            f"output_names has {len(names_out)} names but the module returns "
-            f"{len(user_outputs)} tensors")
+    names_out = _interface_names(ep, input_names, output_names, len(user_inputs),
+                                 len(user_outputs))
 
     graph = Graph(graph_name)
     graph.opset_imports = {"": OPSET}
     cx = Converter(graph)
-    for name in list(input_names) + list(names_out or []):
+    for name in list(input_names) + names_out:
         graph._claim(name)
-
     placeholders = {n.name: n for n in gm.graph.nodes if n.op == "placeholder"}
-    dim_specs = _dim_names_from_spec(dynamic_shapes, input_names)
-    sym_names: dict[Any, str] = {}
-    user_specs = {s.arg.name: i for i, s in enumerate(user_inputs)}
-    # Name symbols first from the user's Dims, then from where they first appear.
-    for pass_ in (0, 1):
-        for arg_name, i in user_specs.items():
-            val = placeholders[arg_name].meta.get("val")
-            if not isinstance(val, torch.Tensor):
-                continue
-            for axis, dim in enumerate(val.shape):
-                if isinstance(dim, torch.SymInt) and not dim.node.expr.is_number:
-                    expr = dim.node.expr
-                    if not expr.is_Symbol or expr in sym_names:
-                        continue
-                    if pass_ == 0 and axis in dim_specs[i]:
-                        sym_names[expr] = dim_specs[i][axis]
-                    elif pass_ == 1:
-                        sym_names[expr] = f"{input_names[i]}_dim{axis}"
+    user_vals = [placeholders[s.arg.name].meta.get("val") for s in user_inputs]
+    dim_specs = _dim_names_from_spec(dynamic_shapes, list(arg_names or input_names))
+    sym_names = _name_symbols(user_vals, dim_specs, input_names)
 
     state = {**ep.state_dict, **ep.constants}
+    user_index = {s.arg.name: i for i, s in enumerate(user_inputs)}
     for spec in sig.input_specs:
         node = placeholders[spec.arg.name]
         if spec.kind == InputKind.USER_INPUT:
-            val = node.meta.get("val")
+            i = user_index[spec.arg.name]
+            val = user_vals[i]
             if not isinstance(val, torch.Tensor):
                 raise InvalidArgumentError(
-                    f"input {input_names[user_specs[spec.arg.name]]!r} is a {type(val).__name__}; "
-                    "only tensor inputs can become graph inputs")
-            name = input_names[user_specs[spec.arg.name]]
+                    f"input {input_names[i]!r} is a {type(val).__name__}; only tensor inputs "
+                    "can become graph inputs")
             shape = tuple(_dim_string(d, sym_names) for d in val.shape)
-            value = Value(name, TensorInfo(torch_to_dtype(val.dtype), shape))
+            value = Value(input_names[i], TensorInfo(torch_to_dtype(val.dtype), shape))
             graph.add_input(value)
             cx.env[node.name] = cx.typed(value, val.dtype)
         elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             tensor = state.get(spec.target)
             if tensor is None:
                 raise InvalidArgumentError(f"the exported program has no value for {spec.target!r}")
-            array = tensor_to_numpy(tensor)
-            value = graph.add_initializer(graph.unique_name(spec.target), array)
+            value = graph.add_initializer(graph.unique_name(spec.target), tensor_to_numpy(tensor))
             cx.env[node.name] = cx.typed(value, tensor.dtype)
         else:
             raise UnsupportedOperatorError(
                 f"exported program input {spec.arg.name!r} of kind {spec.kind.name} (token, "
                 "custom object) is not supported")
 
-    problems: dict[str, list[str]] = {}
-    reasons: dict[str, str] = {}
-    failed: set[str] = set()
-    for node in gm.graph.nodes:
-        if node.name not in live:
-            continue
-        if node.op == "call_function" and static_scalar(node):
-            continue  # consumers receive the number itself (see Converter.bind)
-        if node.op == "call_function":
-            if any(a.name in failed for a in node.all_input_nodes):
-                failed.add(node.name)  # an input already failed; that failure is reported
-                continue
-            try:
-                result = cx.lower(node)
-            except Unsupported as exc:
-                key = op_name(node.target)
-                problems.setdefault(key, []).append(describe_location(node))
-                reasons.setdefault(key, str(exc))
-                failed.add(node.name)
-                continue
-            if result is not None:
-                cx.env[node.name] = result
-        elif node.op == "get_attr":
-            attr = getattr(gm, node.target)
-            if not isinstance(attr, torch.Tensor):
-                problems.setdefault(f"get_attr {node.target}", []).append(
-                    describe_location(node))
-                continue
-            cx.env[node.name] = cx.typed(
-                graph.add_initializer(graph.unique_name(node.target), tensor_to_numpy(attr)),
-                attr.dtype)
-    if problems:
-        raise UnsupportedOperatorError(_missing_message(problems, reasons))
+    _lower_nodes(cx, gm, live)
 
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
-    results = out_node.args[0]
-    by_name = {s.arg.name: s for s in sig.output_specs}
-    out_args = [a for a in results if isinstance(a, torch.fx.Node)
-                and by_name.get(a.name) is not None
-                and by_name[a.name].kind == OutputKind.USER_OUTPUT]
+    kinds = {s.arg.name: s.kind for s in sig.output_specs}
+    out_args = [a for a in out_node.args[0] if isinstance(a, torch.fx.Node)
+                and kinds.get(a.name) == OutputKind.USER_OUTPUT]
     if len(out_args) != len(user_outputs):
         raise UnsupportedOperatorError(
             "the module returns values that are not tensors (None, Python numbers, "
             "sizes); return tensors only")
-    if names_out is None:
-        names_out = _default_output_names(ep, len(out_args))
-        for name in names_out:
-            graph._claim(name)
-    used: set[int] = set()
-    for arg, name in zip(out_args, names_out):
+    _add_outputs(cx, out_args, names_out, sym_names)
+    _prune(graph)
+    model = Model(graph=graph, producer_name=producer, producer_version=torch.__version__)
+    model.metadata_props["pyflame_rt.torch_route"] = "export"
+    if sym_names:
+        model.metadata_props["pyflame_rt.torch_dims"] = ", ".join(
+            f"{name}: {_range_text(ep, sym)}" for sym, name in sym_names.items())
+    return model
+
+
+def _interface_names(ep: torch.export.ExportedProgram, input_names: Sequence[str],
+                     output_names: Sequence[str] | None, n_in: int, n_out: int) -> list[str]:
+    """Checked output names (defaults derived from the output structure)."""
+    if len(input_names) != n_in:
+        raise InvalidArgumentError(f"{len(input_names)} input names given for {n_in} tensor "
+                                   "inputs")
+    names_out = list(output_names) if output_names is not None else [
+        n if n not in input_names else f"{n}_out" for n in _default_output_names(ep, n_out)]
+    if len(names_out) != n_out:
+        raise InvalidArgumentError(
+            f"output_names has {len(names_out)} names but the module returns {n_out} tensors")
+    clash = set(input_names) & set(names_out)
+    if clash:
+        raise InvalidArgumentError(
+            f"{sorted(clash)} named both an input and an output; give distinct names")
+    if len(set(names_out)) != len(names_out):
+        raise InvalidArgumentError(f"output names must be distinct: {names_out}")
+    return names_out
+
+
+def _name_symbols(user_vals: list, dim_specs: list[dict[int, str]],
+                  input_names: Sequence[str]) -> dict[Any, str]:
+    """Symbol -> dim name: the user's ``Dim`` names first, then ``<input>_dim<axis>``."""
+    names: dict[Any, str] = {}
+    for from_spec in (True, False):
+        for i, val in enumerate(user_vals):
+            if not isinstance(val, torch.Tensor):
+                continue
+            for axis, dim in enumerate(val.shape):
+                if not isinstance(dim, torch.SymInt):
+                    continue
+                expr = dim.node.expr
+                if not expr.is_Symbol or expr in names:
+                    continue
+                if from_spec and axis in dim_specs[i]:
+                    names[expr] = dim_specs[i][axis]
+                elif not from_spec:
+                    names[expr] = f"{input_names[i]}_dim{axis}"
+    return names
+
+
+def _lower_nodes(cx: Converter, gm: torch.fx.GraphModule, live: set[str]) -> None:
+    """Lower every live node; collect every failure, then raise once listing them all."""
+    problems: dict[str, list[str]] = {}
+    reasons: dict[str, str] = {}
+    failed: set[str] = set()
+    for node in gm.graph.nodes:
+        if node.name not in live or node.op not in ("call_function", "get_attr"):
+            continue
+        if node.op == "get_attr":
+            attr = getattr(gm, node.target)
+            if not isinstance(attr, torch.Tensor):
+                problems.setdefault(f"get_attr {node.target}", []).append(
+                    describe_location(node))
+                failed.add(node.name)
+                continue
+            value = cx.graph.add_initializer(cx.graph.unique_name(node.target),
+                                             tensor_to_numpy(attr))
+            cx.env[node.name] = cx.typed(value, attr.dtype)
+            continue
+        if static_scalar(node):
+            continue  # consumers receive the number itself (see Converter.bind)
+        if any(a.name in failed for a in node.all_input_nodes):
+            failed.add(node.name)  # an input already failed; that failure is reported
+            continue
+        try:
+            result = cx.lower(node)
+        except Unsupported as exc:
+            key = op_name(node.target)
+            problems.setdefault(key, []).append(describe_location(node))
+            reasons.setdefault(key, str(exc))
+            failed.add(node.name)
+            continue
+        if result is not None:
+            cx.env[node.name] = result
+    if problems:
+        raise UnsupportedOperatorError(_missing_message(problems, reasons))
+
+
+def _add_outputs(cx: Converter, out_args: list, names: list[str],
+                 sym_names: dict[Any, str]) -> None:
+    """Name and type the graph outputs; an input, constant or repeated value gets an
+    Identity so every output has its own name."""
+    graph = cx.graph
+    taken: set[int] = set()
+    for arg, name in zip(out_args, names):
         value = cx.env.get(arg.name)
         val = arg.meta.get("val")
         if not isinstance(value, Value) or not isinstance(val, torch.Tensor):
             raise UnsupportedOperatorError(f"output {name!r} is not a tensor")
-        renamable = (value.producer is not None and id(value) not in used
-                     and value.graph is graph)
-        if renamable:
+        if value.producer is not None and id(value) not in taken and value.graph is graph:
             value.name = name
         else:
             out = Value(name)
             graph.insert_node(_identity(graph, value, out))
             value = out
-        used.add(id(value))
+        taken.add(id(value))
         value.type = TensorInfo(torch_to_dtype(val.dtype),
                                 tuple(_dim_string(d, sym_names) for d in val.shape))
         graph.add_output(value)
-    _prune(graph)
-    model = Model(graph=graph, producer_name=producer, producer_version=torch.__version__)
-    if sym_names:
-        model.metadata_props["torch_dims"] = ", ".join(
-            f"{name}: {_range_text(ep, sym)}" for sym, name in sym_names.items())
-    return model
 
 
 def _identity(graph: Graph, value: Value, out: Value) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -21,17 +22,24 @@ from typing import Any
 from ..errors import InvalidArgumentError, InvalidModelError, PyFlameRTError
 from ..ir import Model
 
-__all__ = ["TorchNotInstalledError", "export_module", "from_torch"]
+__all__ = ["TorchNotInstalledError", "export_module", "from_torch", "is_torch_module"]
 
 
 class TorchNotInstalledError(PyFlameRTError, ImportError):
     """PyTorch is needed for this call but is not installed."""
 
 
+def is_torch_module(obj: Any) -> bool:
+    """True for a ``torch.nn.Module`` (ScriptModules included), without importing torch."""
+    nn = getattr(sys.modules.get("torch"), "nn", None)
+    return nn is not None and isinstance(obj, nn.Module)
+
+
 def import_torch() -> Any:
     """``torch``, or a ``TorchNotInstalledError`` saying how to install it."""
     try:
         import torch
+        import torch.nn
     except ImportError as exc:
         raise TorchNotInstalledError(
             "converting PyTorch models needs PyTorch; install it with "
@@ -74,14 +82,16 @@ def from_torch(module: Any, example_inputs: Any, *, dynamic_shapes: Any = None,
         raise InvalidArgumentError(
             f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
     args = normalize_inputs(example_inputs)
-    names = list(input_names) if input_names is not None else forward_arg_names(module, len(args))
+    arg_names = forward_arg_names(module, len(args))
+    names = list(input_names) if input_names is not None else arg_names
     check_names(names, len(args))
     with eval_mode(module):
         ep = export_module(module, args, dynamic_shapes)
     from ._torch_fx import convert_program
 
     return convert_program(ep, input_names=names, output_names=output_names,
-                           dynamic_shapes=dynamic_shapes, graph_name=type(module).__name__)
+                           dynamic_shapes=dynamic_shapes, graph_name=type(module).__name__,
+                           arg_names=arg_names)
 
 
 def export_module(module: Any, args: tuple, dynamic_shapes: Any = None, *,

@@ -89,7 +89,6 @@ def load_torchscript(path_or_scriptmodule: Any, example_inputs: Any, *,
         model = convert_program(ep, input_names=names, output_names=output_names,
                                 dynamic_shapes=dynamic_shapes, graph_name="torchscript_graph",
                                 producer="pyflame_rt.load_torchscript")
-        model.metadata_props["pyflame_rt.torch_route"] = "export"
         return model
     except (InvalidModelError, UnsupportedOperatorError) as direct_error:
         try:

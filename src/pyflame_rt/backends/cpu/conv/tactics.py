@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import threads
 from ..codegen import kernels
@@ -157,44 +158,69 @@ def default_tile(geo: ConvGeometry) -> int:
     return min(t, geo.p)
 
 
+def _padded(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """``x`` with the zero padding every window needs (``x`` itself when it needs none)."""
+    hp = max(geo.h + geo.pt, (geo.oh - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1)
+    wp = max(geo.w + geo.pl, (geo.ow - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1)
+    if not geo.pt and not geo.pl and hp == geo.h and wp == geo.w:
+        return x
+    n, c, h, w, pt, pl = geo.n, geo.c, geo.h, geo.w, geo.pt, geo.pl
+    xp = scratch("conv_pad", n * c * hp * wp).reshape(n, c, hp, wp)
+    # Zero only the border, then copy the image in (the buffer is reused across calls).
+    xp[:, :, :pt] = 0
+    xp[:, :, pt + h:] = 0
+    xp[:, :, pt:pt + h, :pl] = 0
+    xp[:, :, pt:pt + h, pl + w:] = 0
+    xp[:, :, pt:pt + h, pl:pl + w] = x
+    return xp
+
+
+def _windows(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """The (N, C, kh, kw, OH, OW) strided view of every kernel tap's input pixels."""
+    dkh = (geo.kh - 1) * geo.dh + 1
+    dkw = (geo.kw - 1) * geo.dw + 1
+    win = sliding_window_view(xp, (dkh, dkw), axis=(2, 3))
+    win = win[:, :, ::geo.sh, ::geo.sw, ::geo.dh, ::geo.dw][:, :, :geo.oh, :geo.ow]
+    return win.transpose(0, 1, 4, 5, 2, 3)
+
+
 def _build_im2col(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads: int,
                   tile: int) -> Run:
     n, g, cg, mg, p, m, k = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m, geo.k
+    oh, ow = geo.oh, geo.ow
     wg = pack.wg
     tile = min(tile or default_tile(geo), p)
     parts = _parts_per_image(geo, nthreads)
     if parts > 1:
-        # Enough jobs to keep every thread busy, but none narrower than _MIN_TILE.
-        share = -(-p // parts)
-        tile = min(tile, max(_MIN_TILE, -(-share // 16) * 16))
-    tiles = [(a, min(p, a + tile)) for a in range(0, p, tile)]
-    jobs = [(b, gi, p0, p1) for b in range(n) for gi in range(g) for p0, p1 in tiles]
-    hw = geo.h * geo.w
-    taps = geo.kh * geo.kw
-    args = (geo.h, geo.w, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.pt, geo.pl,
-            geo.ow)
+        # Enough jobs to keep every thread busy.
+        tile = min(tile, max(_MIN_TILE, -(-p // parts)))
+    rows = max(1, min(oh, round(tile / ow)))  # jobs are whole output rows
+    jobs = [(b, gi, r0, min(oh, r0 + rows)) for b in range(n) for gi in range(g)
+            for r0 in range(0, oh, rows)]
     act, a0, a1 = epi.act, epi.a0, epi.a1
 
     def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        xf = x.reshape(-1)
+        win = _windows(_padded(x, geo), geo)
         y = np.empty((n, m, p), np.float32)
         yf = y.reshape(-1)
         zf = yf if z is None else z.reshape(-1)
         has_z = z is not None
-        im2col, bias_act = _nb_conv.im2col_tile, _nb_epi.bias_act
+        bias_act = _nb_epi.bias_act
 
         def job(i: int) -> None:
-            b, gi, p0, p1 = jobs[i]
-            t = p1 - p0
+            b, gi, q0, q1 = jobs[i]
+            t = (q1 - q0) * ow
+            p0 = q0 * ow
             buf = scratch("im2col", k * t)
-            im2col(xf, (b * geo.c + gi * cg) * hw, cg, *args, p0, p1, buf, taps, 1)
+            np.copyto(buf.reshape(cg, geo.kh, geo.kw, q1 - q0, ow),
+                      win[b, gi * cg:(gi + 1) * cg, :, :, q0:q1])
             r0 = gi * mg
-            np.matmul(wg[gi], buf.reshape(k, t), out=y[b, r0:r0 + mg, p0:p1])
+            np.matmul(wg[gi], buf.reshape(k, t), out=y[b, r0:r0 + mg, p0:p0 + t])
             base = (b * m + r0) * p + p0
             bias_act(yf, base, p, mg, t, bias, r0, 0, zf, base, p, has_z, act, a0, a1)
 
         threads.parallel_for(len(jobs), job)
-        return y.reshape(n, m, geo.oh, geo.ow)
+        return y.reshape(n, m, oh, ow)
 
     return run
 
@@ -204,30 +230,27 @@ def _build_im2col_full(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
     n, g, cg, mg, p, m, k = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m, geo.k
     wg = pack.wg
     taps = geo.kh * geo.kw
-    hw = geo.h * geo.w
-    cparts = split_range(cg, _jobs(cg, nthreads, cg * taps * p * 8), 1)
+    cparts = split_range(cg, _jobs(cg, nthreads, cg * taps * p * 4), 1)
     mparts = split_range(mg, _jobs(mg, nthreads, mg * k * p), 8)
-    args = (geo.h, geo.w, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.pt, geo.pl,
-            geo.ow)
     act, a0, a1 = epi.act, epi.a0, epi.a1
 
     def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        xf = x.reshape(-1)
+        win = _windows(_padded(x, geo), geo)
         y = np.empty((n, m, p), np.float32)
         yf = y.reshape(-1)
         zf = yf if z is None else z.reshape(-1)
         has_z = z is not None
-        im2col, bias_act = _nb_conv.im2col_tile, _nb_epi.bias_act
+        bias_act = _nb_epi.bias_act
         buf = scratch("im2col_full", k * p)  # the caller's: shared by this call's jobs
         cols = buf.reshape(k, p)
+        cols5 = buf.reshape(cg, geo.kh, geo.kw, geo.oh, geo.ow)
         for b in range(n):
             for gi in range(g):
-                xbase = (b * geo.c + gi * cg) * hw
+                src = win[b, gi * cg:(gi + 1) * cg]
 
                 def gather(i: int) -> None:
                     c0, c1 = cparts[i]
-                    im2col(xf, xbase + c0 * hw, c1 - c0, *args, 0, p,
-                           buf[c0 * taps * p:c1 * taps * p], taps, 1)
+                    np.copyto(cols5[c0:c1], src[c0:c1])
 
                 def multiply(i: int, b: int = b, gi: int = gi) -> None:
                     m0, m1 = mparts[i]

@@ -1,0 +1,202 @@
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 ungrouped convolutions.
+
+Each m x m block of outputs ("tile") is computed from an (m+2) x (m+2) block of inputs with
+(m+2)^2 multiplies per channel pair instead of 9 m^2 -- 2.25x fewer for F(2,3), 4x fewer for
+F(4,3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+
+    Y_tile = A^T [ sum_c (G g_mc G^T) . (B^T d_c B) ] A
+
+with ``.`` elementwise. The weight transform U = G g G^T is done once, at compile time, in
+float64. At run time, for a block of tiles: the input tiles are gathered tap-major
+(``D[(i, j), c, t]``, a strided window copy), transformed (``codegen/_nb_wino.py``,
+vectorized across tiles), multiplied by U in (m+2)^2 independent GEMMs of (M x C) @
+(C x tiles), transformed back and scattered into the output; the epilogue runs on the output
+rows while they are in cache.
+
+F(4,3)'s transforms have entries up to 8 (A^T) and 5 (B^T), so its float32 error is larger
+(~1e-5 relative); the chooser only keeps it when it agrees with the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import threads
+from ..codegen import kernels
+from ..codegen.scratch import scratch
+from .geometry import ConvGeometry, split_range
+
+__all__ = ["build_winograd", "transform_weights", "winograd_matrices"]
+
+_nb_epi = kernels("epilogue")
+_nb_wino = kernels("wino")
+
+#: Bytes of transformed tiles (input, its transform and the products) per block of tiles.
+_BLOCK_BYTES = 3 << 20
+
+
+def winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B^T, G, A^T) of F(m x m, 3 x 3), float64, for m = 2 or 4."""
+    if m == 2:
+        bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        g = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        at = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    elif m == 4:
+        bt = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+        g = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+        at = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+              [0, 1, -1, 8, -8, 1]]
+    else:
+        raise ValueError(f"Winograd F({m}x{m}, 3x3) is not implemented; use m = 2 or 4")
+    return np.array(bt, np.float64), np.array(g, np.float64), np.array(at, np.float64)
+
+
+def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
+    """U[(i, j), M, C] = (G w[M, C] G^T)[i, j], float32 (computed in float64)."""
+    _, g, _ = winograd_matrices(m)
+    u = np.einsum("ik,mckl,jl->ijmc", g, w.astype(np.float64), g)
+    a = m + 2
+    return np.ascontiguousarray(u.reshape(a * a, w.shape[0], w.shape[1]), dtype=np.float32)
+
+
+def _segments(r0: int, r1: int, th: int, tw: int) -> list[tuple[int, int, int, int]]:
+    """Global tile rows [r0, r1) as (image, first row, end row, first tile column) pieces."""
+    segs = []
+    off = 0
+    for b in range(r0 // th, -(-r1 // th)):
+        a, e = max(r0, b * th) - b * th, min(r1, (b + 1) * th) - b * th
+        segs.append((b, a, e, off))
+        off += (e - a) * tw
+    return segs
+
+
+def _lead(cols: int) -> int:
+    """A row length >= ``cols`` whose byte size is an odd multiple of 64: the (m+2)^2 rows
+    of a transform are read and written together, and rows 4 KiB apart share L1 sets."""
+    ld = -(-cols // 16) * 16
+    return ld if (ld // 16) % 2 else ld + 16
+
+
+def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
+    """The ``run(x, bias, z)`` closure of Winograd F(m x m, 3 x 3) for ``geo``."""
+    if not (geo.kh == geo.kw == 3 and geo.sh == geo.sw == 1 and geo.dh == geo.dw == 1
+            and geo.g == 1):
+        raise ValueError("Winograd needs a 3x3, stride-1, undilated, ungrouped convolution")
+    key = f"winograd{m}"
+    u = pack.extra.get(key)
+    if u is None:
+        u = pack.extra[key] = transform_weights(pack.w, m)
+    a = m + 2
+    a2, m2 = a * a, m * m
+    n, c, mo, oh, ow = geo.n, geo.c, geo.m, geo.oh, geo.ow
+    p = oh * ow
+    th, tw = -(-oh // m), -(-ow // m)
+    hp, wp = th * m + 2, tw * m + 2
+    # Blocks of whole tile rows (across the batch: global row b * th + tr), sized so that
+    # their transformed data stays in cache; jobs are whole blocks when there are enough.
+    per_row = 4 * a2 * (2 * c + mo) * tw
+    rows = max(1, min(n * th, _BLOCK_BYTES // per_row))
+    blocks = [_segments(r0, min(n * th, r0 + rows), th, tw)
+              for r0 in range(0, n * th, rows)]
+    serial_blocks = nthreads > 1 and len(blocks) >= 2 * nthreads
+    inner = 1 if serial_blocks else nthreads
+    cparts = split_range(c, max(1, min(inner, c // 8)), 1)
+    eparts = split_range(a2, inner, 1)
+    mparts = split_range(mo, max(1, min(inner, mo // 8)), 8)
+    act, a0, a1 = epi.act, epi.a0, epi.a1
+    exact = oh == th * m and ow == tw * m
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        xp = scratch("wino_pad", n * c * hp * wp).reshape(n, c, hp, wp)
+        pt, pl = geo.pt, geo.pl
+        h, w = geo.h, geo.w
+        xp[:, :, :pt] = 0
+        xp[:, :, pt + h:] = 0
+        xp[:, :, pt:pt + h, :pl] = 0
+        xp[:, :, pt:pt + h, pl + w:] = 0
+        # A pad larger than the tile grid needs is cropped (windows never read it).
+        xp[:, :, pt:pt + h, pl:pl + w] = x[:, :, :hp - pt, :wp - pl]
+        return xp
+
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        # win[b, i, j, c, tr, tc] = xpad[b, c, tr * m + i, tc * m + j]
+        win = sliding_window_view(pad(x), (a, a), axis=(2, 3))[:, :, ::m, ::m]
+        win = win[:, :, :th, :tw].transpose(0, 4, 5, 1, 2, 3)
+        y = np.empty((n, mo, p), np.float32)
+        yf = y.reshape(-1)
+        zf = yf if z is None else z.reshape(-1)
+        has_z = z is not None
+        bias_act = _nb_epi.bias_act
+        t_in = getattr(_nb_wino, f"wino{m}_in")
+        t_out = getattr(_nb_wino, f"wino{m}_out")
+
+        def block(segs: list[tuple[int, int, int, int]], phased: bool) -> None:
+            t = segs[-1][3] + (segs[-1][2] - segs[-1][1]) * tw
+            ld_in, ld_out = _lead(c * t), _lead(mo * t)
+            d2 = scratch("wino_d", a2 * ld_in).reshape(a2, ld_in)
+            v2 = scratch("wino_v", a2 * ld_in).reshape(a2, ld_in)
+            prod2 = scratch("wino_m", a2 * ld_out).reshape(a2, ld_out)
+            d = d2[:, :c * t].reshape(a2, c, t)
+            v = v2[:, :c * t].reshape(a2, c, t)
+            prod = prod2[:, :mo * t].reshape(a2, mo, t)
+
+            def transform_in(i: int) -> None:
+                c0, c1 = cparts[i]
+                for b, r0, r1, off in segs:
+                    np.copyto(d[:, c0:c1, off:off + (r1 - r0) * tw].reshape(a, a, c1 - c0,
+                                                                            r1 - r0, tw),
+                              win[b, :, :, c0:c1, r0:r1])
+                t_in(d2, v2, c0 * t, c1 * t)
+
+            def multiply(i: int) -> None:
+                e0, e1 = eparts[i]
+                np.matmul(u[e0:e1], v[e0:e1], out=prod[e0:e1])
+
+            def transform_out(i: int) -> None:
+                m0, m1 = mparts[i]
+                rows_ = m1 - m0
+                ld_o = _lead(rows_ * t)
+                o2 = scratch("wino_o", m2 * ld_o).reshape(m2, ld_o)
+                t_out(prod2[:, m0 * t:], o2, 0, rows_ * t)
+                o = o2[:, :rows_ * t].reshape(m, m, rows_, t)
+                for b, r0, r1, off in segs:
+                    # o[i, j, ch, tr, tc] -> y[b, ch, (r0 + tr) * m + i, tc * m + j]
+                    seg = o[:, :, :, off:off + (r1 - r0) * tw].reshape(m, m, rows_, r1 - r0, tw)
+                    seg = seg.transpose(2, 3, 0, 4, 1)
+                    y0, y1 = r0 * m, min(oh, r1 * m)
+                    ych = y[b, m0:m1].reshape(rows_, oh, ow)
+                    if exact:
+                        np.copyto(ych[:, y0:y1].reshape(rows_, r1 - r0, m, tw, m), seg)
+                    else:
+                        full = scratch("wino_full", rows_ * (r1 - r0) * m * tw * m)
+                        full = full.reshape(rows_, r1 - r0, m, tw, m)
+                        np.copyto(full, seg)
+                        full = full.reshape(rows_, (r1 - r0) * m, tw * m)
+                        np.copyto(ych[:, y0:y1], full[:, :y1 - y0, :ow])
+                    base = (b * mo + m0) * p + y0 * ow
+                    bias_act(yf, base, p, rows_, (y1 - y0) * ow, bias, m0, 0, zf, base, p,
+                             has_z, act, a0, a1)
+
+            if phased:
+                threads.parallel_for(len(cparts), transform_in)
+                threads.parallel_for(len(eparts), multiply)
+                threads.parallel_for(len(mparts), transform_out)
+            else:
+                for i in range(len(cparts)):
+                    transform_in(i)
+                for i in range(len(eparts)):
+                    multiply(i)
+                for i in range(len(mparts)):
+                    transform_out(i)
+
+        if serial_blocks:
+            threads.parallel_for(len(blocks), lambda i: block(blocks[i], False))
+        else:
+            for segs in blocks:
+                block(segs, True)
+        return y.reshape(n, mo, oh, ow)
+
+    return run
