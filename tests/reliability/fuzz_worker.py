@@ -459,7 +459,11 @@ def mutate_pfm(data: st.DataObject, seed: Seed) -> bytes:
                     j = data.draw(st.integers(0, len(parent) - 1), label="other index")
                     parent[key], parent[j] = parent[j], parent[key]
         elif mode == "graph":
-            _targeted_pfm_graph(data, graph, names)
+            try:
+                _targeted_pfm_graph(data, graph, names)
+            except RecursionError:
+                break  # an earlier edit nested the graph too deep for this walker: enough
+
         elif mode == "table" and table:
             entry = table[data.draw(st.integers(0, len(table) - 1), label="entry")]
             key = data.draw(st.sampled_from(["dtype", "shape", "length", "offset", "name"]),
@@ -484,7 +488,7 @@ def mutate_pfm(data: st.DataObject, seed: Seed) -> bytes:
         data.draw(st.sampled_from([True, True, False]), label="fix offsets")
     try:
         return pack_pfm(meta, graph, table, blobs, fix_offsets=fix)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         return seed.data[: len(seed.data) // 2]  # our packer could not write it: a truncation
 
 

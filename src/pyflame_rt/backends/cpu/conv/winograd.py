@@ -7,11 +7,11 @@ F(4,3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016)
     Y_tile = A^T [ sum_c (G g_mc G^T) . (B^T d_c B) ] A
 
 with ``.`` elementwise. The weight transform U = G g G^T is done once, at compile time, in
-float64. At run time, for a block of tiles: the input tiles are gathered tap-major
-(``D[(i, j), c, t]``, a strided window copy), transformed (``codegen/_nb_wino.py``,
-vectorized across tiles), multiplied by U in (m+2)^2 independent GEMMs of (M x C) @
-(C x tiles), transformed back and scattered into the output; the epilogue runs on the output
-rows while they are in cache.
+float64. At run time, for a block of tiles (whole tile rows, across the batch), the input
+tiles are gathered from the zero-padded image and transformed by one numba kernel
+(``codegen/_nb_wino.py``), multiplied by U in (m+2)^2 independent GEMMs of (M x C) @
+(C x tiles), and transformed back straight into the output with the bias; the rest of the
+epilogue runs on the output rows while they are in cache.
 
 F(4,3)'s transforms have entries up to 8 (A^T) and 5 (B^T), so its float32 error is larger
 (~1e-5 relative); the chooser only keeps it when it agrees with the reference.
@@ -20,7 +20,6 @@ F(4,3)'s transforms have entries up to 8 (A^T) and 5 (B^T), so its float32 error
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import threads
 from ..codegen import kernels
@@ -31,6 +30,8 @@ __all__ = ["build_winograd", "transform_weights", "winograd_matrices"]
 
 _nb_epi = kernels("epilogue")
 _nb_wino = kernels("wino")
+
+_EMPTY = np.zeros(0, np.float32)
 
 #: Bytes of transformed tiles (input, its transform and the products) per block of tiles.
 _BLOCK_BYTES = 3 << 20
@@ -107,7 +108,6 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
     eparts = split_range(a2, inner, 1)
     mparts = split_range(mo, max(1, min(inner, mo // 8)), 8)
     act, a0, a1 = epi.act, epi.a0, epi.a1
-    exact = oh == th * m and ow == tw * m
 
     def pad(x: np.ndarray) -> np.ndarray:
         xp = scratch("wino_pad", n * c * hp * wp).reshape(n, c, hp, wp)
@@ -122,9 +122,7 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
         return xp
 
     def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        # win[b, i, j, c, tr, tc] = xpad[b, c, tr * m + i, tc * m + j]
-        win = sliding_window_view(pad(x), (a, a), axis=(2, 3))[:, :, ::m, ::m]
-        win = win[:, :, :th, :tw].transpose(0, 4, 5, 1, 2, 3)
+        xp = pad(x)
         y = np.empty((n, mo, p), np.float32)
         yf = y.reshape(-1)
         zf = yf if z is None else z.reshape(-1)
@@ -132,24 +130,20 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
         bias_act = _nb_epi.bias_act
         t_in = getattr(_nb_wino, f"wino{m}_in")
         t_out = getattr(_nb_wino, f"wino{m}_out")
+        y4 = y.reshape(n, mo, oh, ow)
 
         def block(segs: list[tuple[int, int, int, int]], phased: bool) -> None:
             t = segs[-1][3] + (segs[-1][2] - segs[-1][1]) * tw
             ld_in, ld_out = _lead(c * t), _lead(mo * t)
-            d2 = scratch("wino_d", a2 * ld_in).reshape(a2, ld_in)
             v2 = scratch("wino_v", a2 * ld_in).reshape(a2, ld_in)
             prod2 = scratch("wino_m", a2 * ld_out).reshape(a2, ld_out)
-            d = d2[:, :c * t].reshape(a2, c, t)
             v = v2[:, :c * t].reshape(a2, c, t)
             prod = prod2[:, :mo * t].reshape(a2, mo, t)
 
             def transform_in(i: int) -> None:
                 c0, c1 = cparts[i]
                 for b, r0, r1, off in segs:
-                    np.copyto(d[:, c0:c1, off:off + (r1 - r0) * tw].reshape(a, a, c1 - c0,
-                                                                            r1 - r0, tw),
-                              win[b, :, :, c0:c1, r0:r1])
-                t_in(d2, v2, c0 * t, c1 * t)
+                    t_in(xp[b], v2, c0, c1, r0, r1, tw, t, off)
 
             def multiply(i: int) -> None:
                 e0, e1 = eparts[i]
@@ -157,28 +151,13 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
 
             def transform_out(i: int) -> None:
                 m0, m1 = mparts[i]
-                rows_ = m1 - m0
-                ld_o = _lead(rows_ * t)
-                o2 = scratch("wino_o", m2 * ld_o).reshape(m2, ld_o)
-                t_out(prod2[:, m0 * t:], o2, 0, rows_ * t)
-                o = o2[:, :rows_ * t].reshape(m, m, rows_, t)
                 for b, r0, r1, off in segs:
-                    # o[i, j, ch, tr, tc] -> y[b, ch, (r0 + tr) * m + i, tc * m + j]
-                    seg = o[:, :, :, off:off + (r1 - r0) * tw].reshape(m, m, rows_, r1 - r0, tw)
-                    seg = seg.transpose(2, 3, 0, 4, 1)
-                    y0, y1 = r0 * m, min(oh, r1 * m)
-                    ych = y[b, m0:m1].reshape(rows_, oh, ow)
-                    if exact:
-                        np.copyto(ych[:, y0:y1].reshape(rows_, r1 - r0, m, tw, m), seg)
-                    else:
-                        full = scratch("wino_full", rows_ * (r1 - r0) * m * tw * m)
-                        full = full.reshape(rows_, r1 - r0, m, tw, m)
-                        np.copyto(full, seg)
-                        full = full.reshape(rows_, (r1 - r0) * m, tw * m)
-                        np.copyto(ych[:, y0:y1], full[:, :y1 - y0, :ow])
-                    base = (b * mo + m0) * p + y0 * ow
-                    bias_act(yf, base, p, rows_, (y1 - y0) * ow, bias, m0, 0, zf, base, p,
-                             has_z, act, a0, a1)
+                    t_out(prod2[:, m0 * t:], y4[b], m0, m1, r0, r1, tw, t, off, oh, ow, bias)
+                    if has_z or act:
+                        y0, y1 = r0 * m, min(oh, r1 * m)
+                        base = (b * mo + m0) * p + y0 * ow
+                        bias_act(yf, base, p, m1 - m0, (y1 - y0) * ow, _EMPTY, 0, 0, zf, base,
+                                 p, has_z, act, a0, a1)
 
             if phased:
                 threads.parallel_for(len(cparts), transform_in)
@@ -197,6 +176,6 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
         else:
             for segs in blocks:
                 block(segs, True)
-        return y.reshape(n, mo, oh, ow)
+        return y4
 
     return run
