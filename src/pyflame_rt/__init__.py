@@ -71,6 +71,8 @@ __all__ = [
     "Model",
     "load",
     "save",
+    "from_torch",
+    "load_torchscript",
     "load_model",
     "register_op",
     "CPUExecutionProvider",
@@ -108,6 +110,30 @@ def get_device() -> str:
 
 def get_version_string() -> str:
     return __version__
+
+
+def from_torch(module, example_inputs, *, dynamic_shapes=None, input_names=None,
+               output_names=None) -> Model:
+    """Convert a ``torch.nn.Module`` into a ``Model`` (needs the ``torch`` extra).
+
+    See :func:`pyflame_rt.io.torch.from_torch`; torch is imported only when this is called.
+    """
+    from .io.torch import from_torch as convert
+
+    return convert(module, example_inputs, dynamic_shapes=dynamic_shapes,
+                   input_names=input_names, output_names=output_names)
+
+
+def load_torchscript(path_or_scriptmodule, example_inputs, *, dynamic_shapes=None,
+                     input_names=None, output_names=None) -> Model:
+    """Convert a ``torch.jit.save``'d file or a ScriptModule into a ``Model``.
+
+    See :func:`pyflame_rt.io.torchscript.load_torchscript` (needs the ``torch`` extra).
+    """
+    from .io.torchscript import load_torchscript as convert
+
+    return convert(path_or_scriptmodule, example_inputs, dynamic_shapes=dynamic_shapes,
+                   input_names=input_names, output_names=output_names)
 
 
 def load(source) -> Model:

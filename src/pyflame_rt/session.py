@@ -283,13 +283,25 @@ def _to_numpy(value: Any) -> Any:
 
 # -- loading -----------------------------------------------------------------------------------
 
-def load_model(source: Any) -> Model:
+def load_model(source: Any, *, example_inputs: Any = None, dynamic_shapes: Any = None
+               ) -> Model:
     """Load ``source`` into a ``Model`` the session can own (and edit).
 
     ``source`` may be a path to an ``.onnx`` or ``.pfm`` file (recognised by content), the
     bytes of either, an ``onnx.ModelProto``, a ``pyflame_rt.ir.Model`` or a ``Graph`` (both
-    copied, so the caller's object is never changed).
+    copied, so the caller's object is never changed), or a ``torch.nn.Module`` together with
+    ``example_inputs`` (and optionally ``dynamic_shapes``, ``torch.export``'s format).
     """
+    from .io.torch import is_torch_module
+
+    if is_torch_module(source):
+        if example_inputs is None:
+            raise InvalidArgumentError(
+                "a torch.nn.Module needs example_inputs=(tensor, ...) in forward() order to "
+                "be converted; pass InferenceSession(module, example_inputs=...)")
+        from .io.torch import from_torch
+
+        return from_torch(source, example_inputs, dynamic_shapes=dynamic_shapes)
     if isinstance(source, Model):
         return clone_model(source)
     if isinstance(source, Graph):
@@ -324,7 +336,8 @@ class InferenceSession:
 
     Args:
         path_or_bytes: Model path (``.onnx``/``.pfm``), bytes, ``onnx.ModelProto``,
-            ``pyflame_rt.ir.Model`` or ``Graph``.
+            ``pyflame_rt.ir.Model`` or ``Graph``, or a ``torch.nn.Module`` (then
+            ``example_inputs`` is required and ``dynamic_shapes`` optional).
         sess_options: A ``SessionOptions``.
         providers: Execution providers in priority order (names or ``(name, options)``);
             providers this build does not have are skipped with a warning, as ORT does.
@@ -337,7 +350,9 @@ class InferenceSession:
 
     def __init__(self, path_or_bytes: Any, sess_options: SessionOptions | None = None,
                  providers: Sequence[Any] | None = None,
-                 provider_options: Sequence[dict] | None = None, **kwargs: Any) -> None:
+                 provider_options: Sequence[dict] | None = None, *,
+                 example_inputs: Any = None, dynamic_shapes: Any = None,
+                 **kwargs: Any) -> None:
         self._options = sess_options if sess_options is not None else SessionOptions()
         if not isinstance(self._options, SessionOptions):
             raise InvalidArgumentError(
@@ -347,7 +362,8 @@ class InferenceSession:
             else None
         build_start = time.perf_counter()
         self._providers, self._provider_options = _select_providers(providers, provider_options)
-        model = load_model(path_or_bytes)
+        model = load_model(path_or_bytes, example_inputs=example_inputs,
+                           dynamic_shapes=dynamic_shapes)
         self._model = model
         graph = model.graph
         if model.ir_version < 4:

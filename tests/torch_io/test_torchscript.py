@@ -6,8 +6,7 @@ import io
 
 import pytest
 
-# "torch.nn", not "torch": without PyTorch, this very folder (tests/torch, on sys.path through
-# pytest's pythonpath) would import as an empty namespace package named torch.
+# "torch.nn", not "torch": a namespace package named torch must never satisfy the check.
 pytest.importorskip("torch.nn", reason="PyTorch is the optional [torch] extra")
 import torch
 from torch_util import assert_matches, eager, run, session

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-# "torch.nn", not "torch": without PyTorch, this very folder (tests/torch, on sys.path through
-# pytest's pythonpath) would import as an empty namespace package named torch.
+# "torch.nn", not "torch": a namespace package named torch must never satisfy the check.
 pytest.importorskip("torch.nn", reason="PyTorch is the optional [torch] extra")
 import torch
 from torch_util import assert_matches, eager, run, session
@@ -249,3 +248,21 @@ def test_importing_pyflame_rt_does_not_import_torch() -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_inference_session_accepts_a_module_directly():
+    import pyflame_rt
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+    example = (torch.randn(2, 4),)
+    batch = torch.export.Dim("batch")
+    sess = pyflame_rt.InferenceSession(module, example_inputs=example,
+                                       dynamic_shapes=({0: batch},))
+    assert sess.get_inputs()[0].shape == ["batch", 4]
+    x = torch.randn(5, 4)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, module(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    model = pyflame_rt.from_torch(module, example)
+    assert [v.name for v in model.graph.inputs] == [sess.get_inputs()[0].name]
+    with pytest.raises(pyflame_rt.InvalidArgumentError, match="example_inputs"):
+        pyflame_rt.InferenceSession(module)
