@@ -496,3 +496,31 @@ def test_the_scanner_catches_what_it_looks_for(tmp_path: Path) -> None:
     probe.write_text(sample)
     found = _violations(probe)
     assert len(found) == 6, found
+
+
+# -- the optimizer must not allocate from declared (unchecked) dims -----------------------------
+@pytest.mark.xfail(strict=True, reason="opt/rules/layernorm.py builds a Scale of ones sized by "
+                   "the input's declared last dim, which no data backs (found by the ONNX "
+                   "fuzzer; the fix is to refuse the fusion above a size bound)")
+def test_layernorm_fusion_does_not_allocate_from_a_declared_dim() -> None:
+    """A 700-byte model whose input declares a last dim of 2**40: building the session must
+    neither allocate that (4 TiB here, so a failing run costs nothing; 2**31 - 1 makes it a
+    real 8 GiB) nor fail with anything but a PyFlameRTError."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1]),
+             helper.make_node("Sub", ["x", "mu"], ["xc"]),
+             helper.make_node("Pow", ["xc", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["xc", "sd"], ["y"])]
+    dims = [1, 2**40]
+    graph = helper.make_graph(
+        nodes, "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)],
+        [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+         numpy_helper.from_array(np.array(1e-5, np.float32), "eps")])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                             ir_version=8).SerializeToString()
+    raised, peak = _peak_bytes(lambda: ort.InferenceSession(data))
+    assert raised is None or isinstance(raised, ort.PyFlameRTError), repr(raised)
+    assert peak < 64 << 20

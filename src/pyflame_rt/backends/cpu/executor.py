@@ -76,16 +76,42 @@ def _bind(kdef: KernelDef, node: Node, graph: Graph, opset: int | None,
         raise NotImplementedFeatureError(
             f"{node.describe()}: attribute(s) {', '.join(unknown)} of {node.qualified_op} "
             f"are not supported by its kernel (known: {', '.join(sorted(kdef.attr_names))})")
-    if kdef.specialize is not None:
+    specialize = kdef.specialize
+    if specialize is None and not kdef.custom:
+        specialize = _PLANNER_FAST_PATHS.get((kdef.domain, kdef.op_type))
+        if specialize is not None:
+            specialize = functools.partial(specialize, fallback=kdef.fn)
+    if specialize is not None:
         ctx = SpecializeContext(
             node=node, attrs=dict(node.attrs), input_types=[v.type if v is not None else None
                                                             for v in node.inputs],
             constants=constants, opset=opset or 0,
             options={"intra_op_num_threads": options.intra_op_num_threads, **options.config})
-        special = kdef.specialize(ctx)
+        special = specialize(ctx)
         if special is not None:
             return special
     return functools.partial(kdef.fn, **node.attrs) if node.attrs else kdef.fn
+
+
+def _fast_matmul(ctx: SpecializeContext, fallback: Callable[..., Any]) -> Any:
+    from .codegen.gemm import specialize_matmul
+
+    return specialize_matmul(ctx, fallback)
+
+
+def _fast_gemm(ctx: SpecializeContext, fallback: Callable[..., Any]) -> Any:
+    from .codegen.gemm import specialize_gemm
+
+    return specialize_gemm(ctx, fallback)
+
+
+#: Compile-time fast paths the planner applies to built-in kernels that have no specializer
+#: of their own: float32 MatMul/Gemm with constant weights run as packed GEMMs split over the
+#: session's threads (``codegen/gemm.py``). A kernel registered by the user is never replaced.
+_PLANNER_FAST_PATHS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("", "MatMul"): _fast_matmul,
+    ("", "Gemm"): _fast_gemm,
+}
 
 
 def compile_plan(graph: Graph, options: CompileOptions | None = None, *,

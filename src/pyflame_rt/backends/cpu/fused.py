@@ -4,6 +4,13 @@ Each is documented in ``docs/fused_ops.md``. They compute exactly what the subgr
 replace computes (the heavy part goes through our own ONNX kernels: Conv, Gemm, MatMul, Erf,
 LayerNormalization), then apply the epilogue in place on the freshly computed result, which
 saves the intermediate tensors and the per-node dispatch of the unfused graph.
+
+float32 has fast paths: FusedConv, FusedGemm, FusedMatMul and Attention with constant weights
+are specialized at compile time (``conv/``, ``codegen/gemm.py``: packed weights, GEMMs split
+over the session's threads, epilogue fused on cache-hot tiles); Gelu, BiasGelu, the layer
+norms, the activations and the attention softmax run numba kernels (``codegen/_nb_norm.py``,
+``codegen/_nb_epilogue.py``) over rows split across the threads. Other dtypes take the numpy
+code.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from ...ops import kernel, lookup
+from . import threads
+from .codegen import kernels
+from .codegen.activations import ACT_CODES, act_params
 
 __all__ = [
     "apply_activation",
@@ -29,13 +39,44 @@ __all__ = [
     "skip_layer_normalization",
 ]
 
+_EMPTY = np.zeros(0, np.float32)
+
 ACTIVATIONS = ("", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip",
                "SiLU", "Gelu", "GeluTanh")
+
+
+_nb_epi = kernels("epilogue")
+_nb_norm = kernels("norm")
+
+#: Elements per parallel job of the elementwise and row kernels.
+_ROW_JOB = 1 << 15
 
 
 @functools.cache
 def _onnx(op_type: str):
     return lookup(op_type, "", None).fn
+
+
+def _fast(*arrays: Any) -> bool:
+    """float32 C-contiguous arrays (or None): the numba fast paths apply."""
+    return all(a is None or (isinstance(a, np.ndarray) and a.dtype == np.float32
+                             and a.flags.c_contiguous) for a in arrays)
+
+
+def _row_jobs(rows: int, n: int) -> list[tuple[int, int]]:
+    per = max(1, _ROW_JOB // max(n, 1))
+    if threads.current_threads() > 1:
+        per = min(per, max(1, -(-rows // (4 * threads.current_threads()))))
+    return [(r, min(rows, r + per)) for r in range(0, rows, per)]
+
+
+def _rows_parallel(rows: int, n: int, fn: Any) -> None:
+    """Call ``fn(r0, r1)`` on blocks of rows, split over the session's threads."""
+    jobs = _row_jobs(rows, n)
+    if len(jobs) == 1:
+        fn(*jobs[0])
+    else:
+        threads.parallel_for(len(jobs), lambda i: fn(*jobs[i]))
 
 
 def _fresh(y: np.ndarray, *inputs: Any) -> np.ndarray:
@@ -83,6 +124,18 @@ def apply_activation(y: np.ndarray, activation: str, params: Sequence[float] | N
     """Apply a fused op's activation to ``y`` in place (``y`` must be the op's own result)."""
     p = list(params or ())
     if not activation:
+        return y
+    if _fast(y) and y.flags.writeable and activation in ACT_CODES and y.size:
+        code, a0, a1 = act_params(activation, params)
+        flat = y.reshape(-1)
+        jobs = [(a, min(flat.size, a + _ROW_JOB)) for a in range(0, flat.size, _ROW_JOB)]
+        act_row = _nb_epi.act_row
+
+        def job(i: int) -> None:
+            a, b = jobs[i]
+            act_row(flat[a:b], code, a0, a1)
+
+        threads.parallel_for(len(jobs), job)
         return y
     dt = y.dtype
     if activation == "Relu":
@@ -140,7 +193,14 @@ def fused_conv(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
     return apply_activation(y, activation, activation_params)
 
 
-@kernel("FusedGemm", since=1, domain="pyflame")
+def _specialize_fused_gemm(ctx: Any) -> Any:
+    """Compile-time fast path: packed constant B, threads, fused bias + activation."""
+    from .codegen.gemm import specialize_fused_gemm
+
+    return specialize_fused_gemm(ctx, fused_gemm)
+
+
+@kernel("FusedGemm", since=1, domain="pyflame", specialize=_specialize_fused_gemm)
 def fused_gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray | None = None, *,
                alpha: float = 1.0, beta: float = 1.0, transA: int = 0, transB: int = 0,
                activation: str = "", activation_params: Sequence[float] | None = None
@@ -154,7 +214,14 @@ def _swap(x: np.ndarray) -> np.ndarray:
     return np.swapaxes(x, -1, -2) if x.ndim >= 2 else x
 
 
-@kernel("FusedMatMul", since=1, domain="pyflame")
+def _specialize_fused_matmul(ctx: Any) -> Any:
+    """Compile-time fast path: packed constant B, threads, fused bias + activation."""
+    from .codegen.gemm import specialize_fused_matmul
+
+    return specialize_fused_matmul(ctx, fused_matmul)
+
+
+@kernel("FusedMatMul", since=1, domain="pyflame", specialize=_specialize_fused_matmul)
 def fused_matmul(A: np.ndarray, B: np.ndarray, C: np.ndarray | None = None, *,
                  alpha: float = 1.0, transA: int = 0, transB: int = 0, activation: str = "",
                  activation_params: Sequence[float] | None = None) -> np.ndarray:
@@ -169,11 +236,28 @@ def fused_matmul(A: np.ndarray, B: np.ndarray, C: np.ndarray | None = None, *,
     return apply_activation(y, activation, activation_params)
 
 
+def _fast_bias_gelu(X: np.ndarray, B: np.ndarray | None, approximate: str) -> np.ndarray | None:
+    n = X.shape[-1] if X.ndim else 1
+    if not _fast(X) or X.size == 0 or (B is not None and (not _fast(B) or B.shape != (n,))):
+        return None
+    y = np.empty_like(X)
+    xf, yf = X.reshape(-1), y.reshape(-1)
+    bias = B if B is not None else _EMPTY
+    approx = approximate == "tanh"
+    kern = _nb_norm.bias_gelu
+    _rows_parallel(X.size // n, n, lambda r0, r1: kern(xf, yf, bias, B is not None, n, approx,
+                                                       r0, r1))
+    return y
+
+
 @kernel("Gelu", since=1, domain="pyflame")
 def gelu(X: np.ndarray, *, approximate: str = "none") -> np.ndarray:
     """pyflame Gelu-1: 0.5 * X * (1 + erf(X / sqrt(2))), or the tanh form (approximate="tanh")."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"Gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    fast = _fast_bias_gelu(X, None, approximate)
+    if fast is not None:
+        return fast
     return _gelu(X.copy(), approximate)
 
 
@@ -182,7 +266,27 @@ def bias_gelu(X: np.ndarray, B: np.ndarray, *, approximate: str = "none") -> np.
     """pyflame BiasGelu-1: Gelu(X + B)."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"BiasGelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    fast = _fast_bias_gelu(X, B, approximate)
+    if fast is not None:
+        return fast
     return _gelu(X + B, approximate)
+
+
+def _fast_layer_norm(X: np.ndarray, scale: np.ndarray, B: np.ndarray | None, axis: int,
+                     epsilon: float) -> np.ndarray | None:
+    if X.ndim == 0 or not _fast(X, scale, B):
+        return None
+    n = X.shape[-1]
+    if axis not in (-1, X.ndim - 1) or scale.size != n or (B is not None and B.size != n):
+        return None
+    y = np.empty_like(X)
+    xf, yf = X.reshape(-1), y.reshape(-1)
+    g = scale.reshape(-1)
+    b = B.reshape(-1) if B is not None else _EMPTY
+    kern = _nb_norm.layer_norm
+    _rows_parallel(X.size // n, n, lambda r0, r1: kern(xf, yf, g, b, B is not None,
+                                                       float(epsilon), n, r0, r1))
+    return y
 
 
 @kernel("LayerNormalization", since=1, domain="pyflame")
@@ -190,8 +294,39 @@ def layer_normalization(X: np.ndarray, Scale: np.ndarray, B: np.ndarray | None =
                         axis: int = -1, epsilon: float = 1e-5, stash_type: int = 1
                         ) -> np.ndarray:
     """pyflame LayerNormalization-1: ONNX LayerNormalization-17 (output Y only), any opset."""
+    if stash_type == 1 and X.size:
+        fast = _fast_layer_norm(X, Scale, B, axis, epsilon)
+        if fast is not None:
+            return fast
     return _onnx("LayerNormalization")(X, Scale, B, axis=axis, epsilon=epsilon,
                                        stash_type=stash_type)
+
+
+def _fast_skip_layer_norm(X: np.ndarray, Skip: np.ndarray, gamma: np.ndarray,
+                          beta: np.ndarray | None, bias: np.ndarray | None, epsilon: float
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
+    if X.ndim == 0 or X.size == 0 or not _fast(X, Skip, gamma, beta, bias):
+        return None
+    n = X.shape[-1]
+    if any(v is not None and v.size != n for v in (gamma, beta, bias)):
+        return None
+    # Skip equal to X's shape, or X's shape without its leading (batch) axes.
+    if Skip.shape != X.shape and Skip.shape != X.shape[X.ndim - Skip.ndim:]:
+        return None
+    if Skip.size == 0 or X.size % Skip.size:
+        return None
+    y = np.empty_like(X)
+    s_out = np.empty_like(X)
+    xf, kf, yf, sf = X.reshape(-1), Skip.reshape(-1), y.reshape(-1), s_out.reshape(-1)
+    g = gamma.reshape(-1)
+    b = beta.reshape(-1) if beta is not None else _EMPTY
+    bb = bias.reshape(-1) if bias is not None else _EMPTY
+    kern = _nb_norm.skip_layer_norm
+    skip_rows = Skip.size // n
+    _rows_parallel(X.size // n, n, lambda r0, r1: kern(xf, kf, bb, bias is not None, g, b,
+                                                       beta is not None, float(epsilon), yf,
+                                                       sf, n, skip_rows, r0, r1))
+    return y, s_out
 
 
 @kernel("SkipLayerNormalization", since=1, domain="pyflame")
@@ -200,20 +335,24 @@ def skip_layer_normalization(X: np.ndarray, Skip: np.ndarray, gamma: np.ndarray,
                              *, epsilon: float = 1e-5, _ctx: Any = None) -> Any:
     """pyflame SkipLayerNormalization-1: S = X + Skip (+ bias); Y = LayerNorm(S) over the last
     axis; outputs (Y, S)."""
-    s = X + Skip
-    if bias is not None:
-        s += bias
-    calc = np.float64 if s.dtype == np.float64 else np.float32
-    x = s.astype(calc, copy=True)
-    mean = x.mean(axis=-1, keepdims=True)
-    x -= mean
-    var = np.mean(x * x, axis=-1, keepdims=True)
-    var += np.asarray(epsilon, calc)
-    x /= np.sqrt(var)
-    x *= gamma.astype(calc, copy=False)
-    if beta is not None:
-        x += beta.astype(calc, copy=False)
-    y = x.astype(s.dtype, copy=False)
+    fast = _fast_skip_layer_norm(X, Skip, gamma, beta, bias, epsilon)
+    if fast is not None:
+        y, s = fast
+    else:
+        s = X + Skip
+        if bias is not None:
+            s += bias
+        calc = np.float64 if s.dtype == np.float64 else np.float32
+        x = s.astype(calc, copy=True)
+        mean = x.mean(axis=-1, keepdims=True)
+        x -= mean
+        var = np.mean(x * x, axis=-1, keepdims=True)
+        var += np.asarray(epsilon, calc)
+        x /= np.sqrt(var)
+        x *= gamma.astype(calc, copy=False)
+        if beta is not None:
+            x += beta.astype(calc, copy=False)
+        y = x.astype(s.dtype, copy=False)
     if _ctx is not None and _ctx.noutputs > 1:
         return y, s
     return y
@@ -228,7 +367,82 @@ def _softmax_inplace(s: np.ndarray) -> np.ndarray:
     return s
 
 
-@kernel("Attention", since=1, domain="pyflame")
+def _attention_fast(qkv: np.ndarray, batch: int, seq: int, heads: int, dim: int,
+                    attention_bias: np.ndarray | None, mask: np.ndarray | None, scale: float,
+                    unidirectional: int, mask_filter_value: float, mask_keep: int
+                    ) -> np.ndarray | None:
+    """Attention over the packed projections qkv [B, S, 3, H, D] (float32), one job per
+    (batch, head) block: two BLAS calls and the numba masked softmax, the context written
+    straight into its [B, S, H * D] slot."""
+    full = (batch, heads, seq, seq)
+    keep = add = None
+    try:
+        if mask is not None:
+            keep_b = mask.astype(bool, copy=False)
+            if not mask_keep:
+                keep_b = ~keep_b
+            keep = np.broadcast_to(keep_b, full).view(np.uint8)
+        if attention_bias is not None:
+            if attention_bias.dtype != np.float32:
+                return None
+            add = np.broadcast_to(attention_bias, full)
+    except ValueError:
+        return None  # shapes that do not broadcast: the numpy path raises the error
+    width = heads * dim
+    ctx = np.empty((batch, seq, width), np.float32)
+    dummy_keep = np.ones((1, 1), np.uint8)
+    dummy_add = np.zeros((1, 1), np.float32)
+    pairs = [(b, h) for b in range(batch) for h in range(heads)]
+    softmax = _nb_norm.masked_softmax
+    fill = float(mask_filter_value)
+
+    def job(i: int) -> None:
+        b, h = pairs[i]
+        q = qkv[b, :, 0, h]
+        k = qkv[b, :, 1, h]
+        v = qkv[b, :, 2, h]
+        s = np.empty((seq, seq), np.float32)
+        np.matmul(q, k.T, out=s)
+        softmax(s.reshape(-1), seq, 0, seq, scale, bool(unidirectional), 0, fill,
+                keep[b, h] if keep is not None else dummy_keep, keep is not None,
+                add[b, h] if add is not None else dummy_add, add is not None)
+        np.matmul(s, v, out=ctx[b, :, h * dim:(h + 1) * dim])
+
+    threads.parallel_for(len(pairs), job)
+    return ctx
+
+
+def _specialize_attention(ctx: Any) -> Any:
+    """Compile-time fast path: the q/k/v projection with packed constant weights and bias."""
+    consts = list(ctx.constants) + [None] * 5
+    w, b = consts[1], consts[2]
+    if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 2:
+        return None
+    has_b = len(ctx.input_types) > 2 and ctx.input_types[2] is not None
+    if has_b and (not isinstance(b, np.ndarray) or b.dtype != np.float32 or b.ndim != 1
+                  or b.size != w.shape[1]):
+        return None
+    from .codegen.gemm import PackedGemm
+
+    packed = PackedGemm(w, b if has_b else None)
+    attrs = dict(ctx.attrs)
+    b_expected = b if has_b else None
+
+    def run(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
+            attention_bias: np.ndarray | None = None, mask: np.ndarray | None = None
+            ) -> np.ndarray:
+        if (W is not w or B is not b_expected or X.dtype != np.float32 or X.ndim != 3
+                or X.shape[-1] != w.shape[0]):
+            return attention(X, W, B, attention_bias, mask, **attrs)
+        x2 = X.reshape(-1, X.shape[-1])
+        if not x2.flags.c_contiguous:
+            x2 = np.ascontiguousarray(x2)
+        return _attention_impl(X, W, B, attention_bias, mask, qkv=packed(x2), **attrs)
+
+    return run
+
+
+@kernel("Attention", since=1, domain="pyflame", specialize=_specialize_attention)
 def attention(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
               attention_bias: np.ndarray | None = None, mask: np.ndarray | None = None, *,
               num_heads: int | None = None, scale: float | None = None,
@@ -236,6 +450,16 @@ def attention(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
               mask_keep: int = 1) -> np.ndarray:
     """pyflame Attention-1: multi-head self-attention of X [B, S, hidden] with packed
     q/k/v weights W [hidden, 3 * heads * D]; returns the heads' context [B, S, heads * D]."""
+    return _attention_impl(X, W, B, attention_bias, mask, num_heads=num_heads, scale=scale,
+                           unidirectional=unidirectional, mask_filter_value=mask_filter_value,
+                           mask_keep=mask_keep)
+
+
+def _attention_impl(X: np.ndarray, W: np.ndarray, B: np.ndarray | None,
+                    attention_bias: np.ndarray | None, mask: np.ndarray | None, *,
+                    num_heads: int | None = None, scale: float | None = None,
+                    unidirectional: int = 0, mask_filter_value: float = -np.inf,
+                    mask_keep: int = 1, qkv: np.ndarray | None = None) -> np.ndarray:
     if num_heads is None or num_heads <= 0:
         raise ValueError("Attention: the 'num_heads' attribute is required and must be > 0")
     if X.ndim != 3 or W.ndim != 2 or W.shape[0] != X.shape[-1] or W.shape[1] % (3 * num_heads):
@@ -244,15 +468,22 @@ def attention(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
     batch, seq, _ = X.shape
     width = W.shape[1] // 3
     dim = width // num_heads
-    qkv = np.asarray(_onnx("MatMul")(X, W))
-    if B is not None:
-        qkv = qkv + B
+    if qkv is None:
+        qkv = np.asarray(_onnx("MatMul")(X, W))
+        if B is not None:
+            qkv = qkv + B
     qkv = qkv.reshape(batch, seq, 3, num_heads, dim)
+    sc = 1.0 / math.sqrt(dim) if scale is None else scale
+    if qkv.dtype == np.float32 and seq > 0 and dim > 0:
+        fast = _attention_fast(qkv, batch, seq, num_heads, dim, attention_bias, mask, sc,
+                               unidirectional, mask_filter_value, mask_keep)
+        if fast is not None:
+            return fast
     q = qkv[:, :, 0].transpose(0, 2, 1, 3)
     k = qkv[:, :, 1].transpose(0, 2, 3, 1)
     v = qkv[:, :, 2].transpose(0, 2, 1, 3)
     s = np.matmul(q, k)
-    s *= np.asarray(1.0 / math.sqrt(dim) if scale is None else scale, s.dtype)
+    s *= np.asarray(sc, s.dtype)
     fill = np.asarray(mask_filter_value, s.dtype)
     if unidirectional:
         future = np.triu(np.ones((seq, seq), dtype=bool), k=1)

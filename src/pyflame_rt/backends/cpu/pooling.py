@@ -1,8 +1,10 @@
 """CPU kernels for pooling ops: MaxPool, AveragePool, LpPool, their Global forms, MaxUnpool.
 
-Windowed pools pad the input once (with -inf / the dtype minimum for max, 0 for sums) and then
-accumulate one strided view per kernel tap, so every pass is a whole-tensor vectorized numpy op
-and no (window x output) buffer is built. Output sizes, ``auto_pad`` and ``ceil_mode`` follow the
+float32 1-D/2-D MaxPool (without Indices) and AveragePool run a numba kernel
+(``codegen/_nb_pool.py``) over planes split across the session's threads. The other cases pad
+the input once (with -inf / the dtype minimum for max, 0 for sums) and then accumulate one
+strided view per kernel tap, so every pass is a whole-tensor vectorized numpy op and no
+(window x output) buffer is built. Output sizes, ``auto_pad`` and ``ceil_mode`` follow the
 ONNX rules in :func:`.nn.resolve_padding` (the same ones ONNX Runtime uses).
 """
 
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ...ops import kernel
+from . import threads
+from .codegen import kernels
 from .nn import (
     compute_dtype,
     output_wanted,
@@ -80,6 +84,60 @@ class _Window:
         return total
 
 
+_nb_pool = kernels("pool")
+
+#: Output elements times window size per parallel job of the numba pooling kernel.
+_POOL_JOB = 1 << 17
+
+
+def _axis_counts(win: _Window, axis: int, include_pad: bool) -> np.ndarray:
+    pos = win.positions(axis)
+    n = win.in_shape[axis]
+    lo, hi = (-win.begin[axis], n + win.end[axis]) if include_pad else (0, n)
+    return ((pos >= lo) & (pos < hi)).sum(axis=1).astype(np.int64)
+
+
+def _fast_pool(X: np.ndarray, win: _Window, is_max: bool, include_pad: bool) -> np.ndarray | None:
+    """float32 1-D/2-D pooling with the numba kernel, planes split over the session's threads
+    (None when the fast path does not apply)."""
+    if X.dtype != np.float32 or X.ndim not in (3, 4):
+        return None
+    one_d = X.ndim == 3
+
+    def two(v: tuple) -> tuple:
+        return (1 if one_d else v[0], v[-1])
+
+    h, w = two(win.in_shape) if not one_d else (1, win.in_shape[0])
+    oh, ow = (1, win.out[0]) if one_d else win.out
+    kh, kw = two(win.kernel)
+    sh, sw = two(win.strides)
+    dh, dw = two(win.dilations)
+    pt, pl = (0, win.begin[0]) if one_d else win.begin
+    if one_d:
+        hp, wp = 1, win.begin[0] + w + win.end_eff[0]
+        cnt_h = np.ones(1, np.int64)
+    else:
+        hp, wp = (b + i + e for b, i, e in zip(win.begin, win.in_shape, win.end_eff))
+        cnt_h = _axis_counts(win, 0, include_pad)
+    cnt_w = _axis_counts(win, len(win.in_shape) - 1, include_pad)
+    x = np.ascontiguousarray(X)
+    planes = x.shape[0] * x.shape[1]
+    y = np.empty((x.shape[0], x.shape[1], *win.out), np.float32)
+    work = oh * ow * kh * kw
+    per = max(1, _POOL_JOB // max(work, 1))
+    parts = [(a, min(planes, a + per)) for a in range(0, planes, per)]
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    pool = _nb_pool.pool2d
+
+    def job(i: int) -> None:
+        q0, q1 = parts[i]
+        pool(xf, yf, q0, q1, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, is_max,
+             cnt_h, cnt_w)
+
+    threads.parallel_for(len(parts), job)
+    return y
+
+
 def _lowest(dtype: np.dtype) -> Any:
     if dtype.kind in "iu":
         return np.iinfo(dtype).min
@@ -125,6 +183,9 @@ def max_pool(X: np.ndarray, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
     win = _Window(X, "MaxPool", kernel_shape, strides, pads, dilations, auto_pad, ceil_mode)
     if output_wanted(_ctx, 1):
         return _max_with_indices(X, win, storage_order)
+    fast = _fast_pool(X, win, True, False)
+    if fast is not None:
+        return fast
     x = X if X.dtype.kind in "fiu" else X.astype(np.float32)
     xp = pad_spatial(x, win.begin, win.end_eff, _lowest(x.dtype))
     y = None
@@ -156,6 +217,9 @@ def average_pool(X: np.ndarray, *, auto_pad: str = "NOTSET", ceil_mode: int = 0,
                  strides: Sequence[int] | None = None) -> np.ndarray:
     """ONNX AveragePool-1/7/10/11/19/22: N-D average pooling (count_include_pad, dilations)."""
     win = _Window(X, "AveragePool", kernel_shape, strides, pads, dilations, auto_pad, ceil_mode)
+    fast = _fast_pool(X, win, False, bool(count_include_pad))
+    if fast is not None:
+        return fast
     x = X.astype(compute_dtype(X.dtype), copy=False)
     acc = _window_sum(x, win)
     cnt = win.counts(bool(count_include_pad))

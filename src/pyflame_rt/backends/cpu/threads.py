@@ -110,7 +110,7 @@ class _Task:
     """One ``map`` call: chunks are claimed from ``counter``; ``done`` is released by whoever
     completes the last one."""
 
-    __slots__ = ("fn", "count", "counter", "completed", "lock", "done", "errors")
+    __slots__ = ("completed", "count", "counter", "done", "errors", "fn", "lock")
 
     def __init__(self, fn: Callable[[int], None], count: int) -> None:
         self.fn = fn

@@ -63,7 +63,7 @@ def exp32(x):
     # a biased exponent of 0 gives 0 (results below ~1e-38 flush to zero).
     e = max(np.int32(n) + np.int32(126), np.int32(0))
     y = p * _bits_to_f32(e << np.int32(23)) * np.float32(2.0)
-    return x if x != x else y
+    return x if math.isnan(x) else y
 
 
 @njit
@@ -80,7 +80,7 @@ def tanh32(x):
     big = np.float32(1.0) - np.float32(2.0) / (e + np.float32(1.0))
     big = big if x >= 0 else -big
     r = small if a < np.float32(1.0) else big
-    return x if x != x else r
+    return x if math.isnan(x) else r
 
 
 @njit
@@ -131,7 +131,7 @@ def erf64(v):
     r = min(r, 1.0)
     r = 1.0 if t >= 4.0 else r
     r = math.copysign(r, v)
-    return v if v != v else r
+    return v if math.isnan(v) else r
 
 
 @njit

@@ -15,9 +15,10 @@ import numpy as np
 __all__ = ["scratch"]
 
 _local = threading.local()
+_FLOAT32 = np.dtype(np.float32)
 
 
-def scratch(slot: str, size: int, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+def scratch(slot: str, size: int, dtype: np.dtype = _FLOAT32) -> np.ndarray:
     """A 1-D buffer of at least ``size`` elements for this thread's use of ``slot``."""
     bufs = getattr(_local, "bufs", None)
     if bufs is None:

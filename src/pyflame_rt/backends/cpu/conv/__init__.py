@@ -11,6 +11,7 @@ kernel unchanged.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,9 @@ from ..codegen.activations import act_params
 from .geometry import ConvGeometry
 from .tactics import Epilogue, PackedWeights, Tactic, build
 
-__all__ = ["ConvRunner", "ConvGeometry", "specialize_conv"]
+__all__ = ["ConvGeometry", "ConvRunner", "specialize_conv"]
+
+_log = logging.getLogger("pyflame_rt")
 
 #: Per-shape plans kept by one runner (dynamic shapes: one entry per shape seen).
 _PLAN_CACHE = 8
@@ -177,6 +180,6 @@ def specialize_conv(ctx: Any, fallback: Callable[..., Any]) -> ConvRunner | None
     if shape is not None and len(shape) == w.ndim:
         try:
             runner.prepare(shape)
-        except Exception:  # noqa: BLE001 - planning ahead is an optimization only
-            pass
+        except Exception as exc:  # noqa: BLE001 - planning ahead is an optimization only
+            _log.debug("pyflame_rt: could not plan %s ahead: %s", ctx.node, exc)
     return runner

@@ -33,7 +33,7 @@ from ..codegen import kernels
 from ..codegen.scratch import scratch
 from .geometry import ConvGeometry, split_range
 
-__all__ = ["Epilogue", "PackedWeights", "TACTICS", "Tactic", "applicable_tactics"]
+__all__ = ["TACTICS", "Epilogue", "PackedWeights", "Tactic", "applicable_tactics"]
 
 _nb_conv = kernels("conv")
 _nb_epi = kernels("epilogue")
@@ -248,7 +248,7 @@ def _build_im2col_full(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
             for gi in range(g):
                 src = win[b, gi * cg:(gi + 1) * cg]
 
-                def gather(i: int) -> None:
+                def gather(i: int, src: np.ndarray = src) -> None:
                     c0, c1 = cparts[i]
                     np.copyto(cols5[c0:c1], src[c0:c1])
 

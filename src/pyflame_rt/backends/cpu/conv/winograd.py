@@ -91,7 +91,7 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
     if u is None:
         u = pack.extra[key] = transform_weights(pack.w, m)
     a = m + 2
-    a2, m2 = a * a, m * m
+    a2 = a * a
     n, c, mo, oh, ow = geo.n, geo.c, geo.m, geo.oh, geo.ow
     p = oh * ow
     th, tw = -(-oh // m), -(-ow // m)

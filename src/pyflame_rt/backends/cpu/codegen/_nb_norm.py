@@ -1,0 +1,136 @@
+"""Row-wise transformer kernels: LayerNorm, SkipLayerNorm, masked softmax, GELU (numba).
+
+Each works on rows [r0, r1) of a flat float32 buffer with rows of ``n`` elements, so that
+:func:`..threads.parallel_for` can split the rows; statistics are accumulated in float32 over
+vectorized loops (two passes: mean, then the centred sum of squares, which is as accurate as
+numpy's ``var``), transcendentals use the vectorizable approximations of ``_nb_vmath``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._nb_vmath import exp32, gelu32, gelu_tanh32
+from .jit import announce_if_cold, njit
+
+__all__ = ["bias_gelu", "layer_norm", "masked_softmax", "skip_layer_norm", "warm"]
+
+
+@njit
+def _normalize(v, out, gamma, beta, has_beta, eps):
+    n = v.size
+    acc = np.float32(0.0)
+    for j in range(n):
+        acc += v[j]
+    mean = acc / np.float32(n)
+    sq = np.float32(0.0)
+    for j in range(n):
+        d = v[j] - mean
+        sq += d * d
+    inv = np.float32(1.0) / np.sqrt(sq / np.float32(n) + np.float32(eps))
+    if has_beta:
+        for j in range(n):
+            out[j] = (v[j] - mean) * inv * gamma[j] + beta[j]
+    else:
+        for j in range(n):
+            out[j] = (v[j] - mean) * inv * gamma[j]
+
+
+@njit
+def layer_norm(x, y, gamma, beta, has_beta, eps, n, r0, r1):
+    """y[r] = (x[r] - mean) / sqrt(var + eps) * gamma (+ beta) for rows [r0, r1)."""
+    for r in range(r0, r1):
+        _normalize(x[r * n:(r + 1) * n], y[r * n:(r + 1) * n], gamma, beta, has_beta, eps)
+
+
+@njit
+def skip_layer_norm(x, skip, bias, has_bias, gamma, beta, has_beta, eps, y, s, n, skip_rows,
+                    r0, r1):
+    """s = x + skip (+ bias); y = LayerNorm(s) over rows [r0, r1). ``skip`` has ``skip_rows``
+    rows, repeated over the rows of x (a broadcast batch axis)."""
+    for r in range(r0, r1):
+        xr = x[r * n:(r + 1) * n]
+        sk = skip[(r % skip_rows) * n:(r % skip_rows + 1) * n]
+        sr = s[r * n:(r + 1) * n]
+        if has_bias:
+            for j in range(n):
+                sr[j] = xr[j] + sk[j] + bias[j]
+        else:
+            for j in range(n):
+                sr[j] = xr[j] + sk[j]
+        _normalize(sr, y[r * n:(r + 1) * n], gamma, beta, has_beta, eps)
+
+
+@njit
+def masked_softmax(s, n, r0, r1, scale, causal, causal_offset, fill, keep, has_keep, add,
+                   has_add):
+    """Rows [r0, r1) of scores s ([rows, n]): v = s * scale; v = fill where j > i + offset
+    (causal) or where ``keep`` is False; v += add; softmax over the row, in place.
+
+    ``keep`` (uint8) and ``add`` are [rows, n] arrays, possibly broadcast views. A row that
+    is -inf everywhere gives NaN, as numpy's softmax does.
+    """
+    scale = np.float32(scale)
+    fill = np.float32(fill)
+    for r in range(r0, r1):
+        v = s[r * n:(r + 1) * n]
+        for j in range(n):
+            v[j] = v[j] * scale
+        if causal:
+            first = max(0, r + causal_offset + 1)
+            for j in range(first, n):
+                v[j] = fill
+        if has_keep:
+            k = keep[r]
+            for j in range(n):
+                v[j] = v[j] if k[j] else fill
+        if has_add:
+            a = add[r]
+            for j in range(n):
+                v[j] = v[j] + a[j]
+        m = v[0]
+        for j in range(n):
+            m = max(m, v[j])
+        total = np.float32(0.0)
+        for j in range(n):
+            e = exp32(v[j] - m)
+            v[j] = e
+            total += e
+        inv = np.float32(1.0) / total
+        for j in range(n):
+            v[j] = v[j] * inv
+
+
+@njit
+def bias_gelu(x, y, bias, has_bias, n, approx, r0, r1):
+    """y = Gelu(x (+ bias over the last axis)) for rows [r0, r1) of ``n`` elements."""
+    for r in range(r0, r1):
+        xr = x[r * n:(r + 1) * n]
+        yr = y[r * n:(r + 1) * n]
+        if has_bias:
+            if approx:
+                for j in range(n):
+                    yr[j] = gelu_tanh32(xr[j] + bias[j])
+            else:
+                for j in range(n):
+                    yr[j] = gelu32(xr[j] + bias[j])
+        elif approx:
+            for j in range(n):
+                yr[j] = gelu_tanh32(xr[j])
+        else:
+            for j in range(n):
+                yr[j] = gelu32(xr[j])
+
+
+announce_if_cold(layer_norm)
+
+
+def warm() -> None:
+    x = np.zeros(8, np.float32)
+    g = np.ones(4, np.float32)
+    layer_norm(x, x.copy(), g, g, True, 1e-5, 4, 0, 2)
+    skip_layer_norm(x, x, g, True, g, g, True, 1e-5, x.copy(), x.copy(), 4, 2, 0, 2)
+    keep = np.ones((2, 4), np.uint8)
+    masked_softmax(x.copy(), 4, 0, 2, 1.0, True, 0, -np.inf, keep, True,
+                   np.zeros((2, 4), np.float32), True)
+    bias_gelu(x, x.copy(), g, True, 4, False, 0, 2)
