@@ -283,14 +283,15 @@ def _to_numpy(value: Any) -> Any:
 
 # -- loading -----------------------------------------------------------------------------------
 
-def load_model(source: Any, *, example_inputs: Any = None, dynamic_shapes: Any = None
-               ) -> Model:
+def load_model(source: Any, *, example_inputs: Any = None, dynamic_shapes: Any = None,
+               memory_limit: int | None = None) -> Model:
     """Load ``source`` into a ``Model`` the session can own (and edit).
 
     ``source`` may be a path to an ``.onnx`` or ``.pfm`` file (recognised by content), the
     bytes of either, an ``onnx.ModelProto``, a ``pyflame_rt.ir.Model`` or a ``Graph`` (both
     copied, so the caller's object is never changed), or a ``torch.nn.Module`` together with
     ``example_inputs`` (and optionally ``dynamic_shapes``, ``torch.export``'s format).
+    ``memory_limit`` (bytes) refuses files whose tensors need more, before allocating them.
     """
     from .io.torch import is_torch_module
 
@@ -312,18 +313,18 @@ def load_model(source: Any, *, example_inputs: Any = None, dynamic_shapes: Any =
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if is_pfm(data):
-            return loads_pfm(data)
-        return load_onnx(data)
+            return loads_pfm(data, memory_limit=memory_limit)
+        return load_onnx(data, memory_limit=memory_limit)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.exists(path):
             raise ModelNotFoundError(f"model file {path!r} does not exist; check the path")
         if os.path.isfile(path) and is_pfm(path):
-            return load_pfm(path)
-        return load_onnx(path)
+            return load_pfm(path, memory_limit=memory_limit)
+        return load_onnx(path, memory_limit=memory_limit)
     proto_type = type(source).__name__
     if proto_type == "ModelProto":
-        return from_onnx(source)
+        return from_onnx(source, memory_limit=memory_limit)
     raise InvalidArgumentError(
         f"cannot load a model from a {type(source).__name__}; pass a file path, bytes, an "
         "onnx.ModelProto, or a pyflame_rt Model/Graph")
@@ -363,7 +364,8 @@ class InferenceSession:
         build_start = time.perf_counter()
         self._providers, self._provider_options = _select_providers(providers, provider_options)
         model = load_model(path_or_bytes, example_inputs=example_inputs,
-                           dynamic_shapes=dynamic_shapes)
+                           dynamic_shapes=dynamic_shapes,
+                           memory_limit=int(self._options.memory_limit or 0) or None)
         self._model = model
         graph = model.graph
         if model.ir_version < 4:

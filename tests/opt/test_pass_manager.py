@@ -176,3 +176,20 @@ def test_outputs_keep_their_names_when_their_producer_is_bypassed():
                          fired={"eliminate_identity": 2})
     assert [o.name for o in sess.get_outputs()] == ["y"]
     assert sess.graph.outputs[0].name == "y"
+
+
+def test_a_crashing_pass_is_reported_as_invalid_graph_naming_it():
+    from pyflame_rt.errors import InvalidGraphError
+    from pyflame_rt.ir import Graph, Value
+    from pyflame_rt.opt import OptLevel, optimize
+    from pyflame_rt.opt.pass_manager import FunctionPass
+    from pyflame_rt.types import DType, TensorInfo
+
+    def broken(graph, ctx):
+        raise KeyError("boom")
+
+    g = Graph("g")
+    x = g.add_input(Value("x", TensorInfo(DType.FLOAT, (2,))))
+    g.add_output(g.make_node("Relu", [x]).outputs[0])
+    with pytest.raises(InvalidGraphError, match="optimizer pass 'broken'.*boom"):
+        optimize(g, OptLevel.ALL, passes=[FunctionPass("broken", broken)])

@@ -499,9 +499,6 @@ def test_the_scanner_catches_what_it_looks_for(tmp_path: Path) -> None:
 
 
 # -- the optimizer must not allocate from declared (unchecked) dims -----------------------------
-@pytest.mark.xfail(strict=True, reason="opt/rules/layernorm.py builds a Scale of ones sized by "
-                   "the input's declared last dim, which no data backs (found by the ONNX "
-                   "fuzzer; the fix is to refuse the fusion above a size bound)")
 def test_layernorm_fusion_does_not_allocate_from_a_declared_dim() -> None:
     """A 700-byte model whose input declares a last dim of 2**40: building the session must
     neither allocate that (4 TiB here, so a failing run costs nothing; 2**31 - 1 makes it a

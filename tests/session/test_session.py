@@ -242,3 +242,15 @@ def test_unknown_providers_are_skipped_with_a_warning(mlp_bytes):
     assert sess.get_providers() == ["CPUExecutionProvider"]
     sess2 = ort.InferenceSession(mlp_bytes, providers=[("CPUExecutionProvider", {})])
     assert sess2.get_provider_options() == {"CPUExecutionProvider": {}}
+
+
+def test_memory_limit_applies_while_loading(tmp_path, mlp_bytes):
+    opts = ort.SessionOptions()
+    opts.memory_limit = 64  # the MLP's weights alone need ~250 bytes
+    for source in (mlp_bytes, onnx.load_from_string(mlp_bytes)):
+        with pytest.raises(ort.PyFlameRTError, match="memory_limit"):
+            ort.InferenceSession(source, opts)
+    path = tmp_path / "m.pfm"
+    ort.save(ort.load(mlp_bytes), path)
+    with pytest.raises(ort.PyFlameRTError, match="memory_limit"):
+        ort.InferenceSession(str(path), opts)

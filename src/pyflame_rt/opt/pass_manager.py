@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, InvalidGraphError
+from ..errors import InvalidArgumentError, InvalidGraphError, PyFlameRTError
 from ..ir import Graph, Value, verify
 from .levels import OptLevel
 
@@ -244,6 +244,12 @@ class PassManager:
                     try:
                         result = pass_.run(graph, ctx)
                     except InvalidGraphError as exc:
+                        raise self._blame(pass_, run, exc) from exc
+                    except PyFlameRTError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a pass bug, not the user's
+                        # A malformed node the schema check cannot see (custom domains)
+                        # must not escape as a bare Python error.
                         raise self._blame(pass_, run, exc) from exc
                     run.seconds[pass_.name] = run.seconds.get(pass_.name, 0.0) + \
                         time.perf_counter() - start

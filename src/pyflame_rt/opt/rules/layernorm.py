@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._util import get_attr, node_opset, rank_of, same_shape, scalar_of
+from ..passes.constant_folding import DEFAULT_MAX_ELEMENTS
 from ..pattern import Match, RewriteRule
 
 __all__ = ["layernorm_rules"]
@@ -95,8 +96,10 @@ def _ln_check(m: Match):
             return m.fail(why)
         if m.has(name) and m[name].dtype is not x.dtype:
             return m.fail(f"{name} has another dtype than the input")
-    if not m.has("gamma") and size is None:
-        return m.fail("without a scale, the size of the last dim must be known")
+    if not m.has("gamma") and (size is None or size > DEFAULT_MAX_ELEMENTS):
+        # The rewrite materialises a scale of ones from the declared size: never trust a
+        # huge declared dim with an allocation (a hostile 700-byte model could ask for GBs).
+        return m.fail("without a scale, the size of the last dim must be known and modest")
     return m.ok()
 
 
