@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python benchmarks/compare.py --models resnet50 bert-base --batch 1
     python benchmarks/compare.py --quick --models squeezenet1.1   # smoke test, seconds
     python benchmarks/compare.py --json results.json --profile bert-base
+    python benchmarks/compare.py --table results.json   # reprint the tables of a saved run
 
 What it does:
 
@@ -23,7 +24,7 @@ What it does:
    each build; per batch size checks that all outputs agree (rtol 1e-3, atol 1e-4; a mismatch
    is reported loudly and makes the exit status 1), warms up, then interleaves timed blocks
    (ours N runs, ORT N runs, ours, ORT, ... R times) and reports the median latency of each,
-   the ratio ours/ORT, GFLOP/s, build times and peak RSS.
+   the ratio ours/ORT (and "best": fastest over fastest), GFLOP/s, build times, peak RSS.
 5. Prints the table, the geometric mean of the ratios per batch size and the machine (CPU,
    cores, load, versions); ``--json`` writes everything, per-run times included.
 

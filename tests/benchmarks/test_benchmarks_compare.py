@@ -147,6 +147,7 @@ def test_architectures_match_published_parameter_counts():
     assert counts == PARAMS
 
 
+@pytest.mark.slow  # 7-26 s measured (export, two engine child processes, builds)
 def test_compare_smoke_on_squeezenet(tmp_path):
     pytest.importorskip("torch", reason="compare.py exports the model with torch")
     out = tmp_path / "r.json"
