@@ -10,8 +10,8 @@ threads than with one, and numba's OpenMP layer spinning against OpenBLAS made a
   from a shared counter (:func:`parallel_for`). A worker that the OS deschedules holds up at
   most one chunk; nobody spins (workers block on a lock). Inside such kernels BLAS runs on one
   thread; numba code is compiled ``nogil`` and never uses numba's own threading layer.
-* Other kernels (plain numpy calls) get OpenBLAS with ``n`` threads. The plan switches the
-  BLAS thread count only when a step needs a different one (about 1 us per switch).
+* BLAS runs on one thread for the whole run (see :func:`thread_limit`): OpenBLAS workers
+  busy-wait after a multi-threaded call and would take the pool's cores.
 
 ``intra_op_num_threads`` (0 = one thread per physical core) picks ``n`` per session; pools
 are shared by sessions asking for the same ``n``, and a pool busy with another session's
@@ -229,6 +229,9 @@ def parallel_for(count: int, fn: Callable[[int], None]) -> None:
         for i in range(count):
             fn(i)
         return
+    if getattr(_local, "blas", None) == 1:
+        pool.map(fn, count)
+        return
     with blas_threads(1):
         pool.map(fn, count)
 
@@ -276,22 +279,27 @@ def blas_threads(n: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def thread_limit(num_threads: int) -> Iterator[None]:
-    """The threading scope of one session run: ``num_threads`` for BLAS and our pool.
+    """The threading scope of one session run: our pool of ``num_threads`` threads (0 = one
+    per physical core) for the kernels, and BLAS on one thread.
 
-    0 means one thread per physical core. Restores the previous BLAS count on exit.
+    BLAS stays single-threaded inside runs because an OpenBLAS call with several threads
+    leaves its workers busy-waiting for new work for a long while afterwards (measured: the
+    pool's worker then shares its core with a spinning BLAS thread, and a 2-thread DenseNet
+    ran slower than a 1-thread one); every BLAS-heavy kernel of the backend splits its own
+    work over the pool instead. The previous BLAS thread count is restored on exit.
     """
     pool = get_pool(num_threads)
     prev_pool = getattr(_local, "pool", None)
     prev_blas = getattr(_local, "blas", None)
     outer = _get_blas() if prev_blas is None else prev_blas
     _local.pool = pool
-    if outer != pool.num_threads:
-        _set_blas(pool.num_threads)
-    _local.blas = pool.num_threads
+    if outer != 1:
+        _set_blas(1)
+    _local.blas = 1
     try:
         yield
     finally:
         _local.pool = prev_pool
-        if outer != pool.num_threads:
+        if outer != 1:
             _set_blas(outer)
         _local.blas = prev_blas

@@ -2,10 +2,9 @@
 
 Arrays are flat float32 buffers with explicit offsets, so one compiled signature serves every
 shape. Inner loops run 0-based over 1-D views: an index LLVM cannot prove non-negative gets
-numba's negative-index wraparound, which stops vectorization. Padding is never materialized
-in the im2col gather (each tap computes the columns that fall inside the image); the
-depthwise kernel copies one plane at a time into a zero-bordered scratch plane instead, so
-its inner loops have no bounds checks at all.
+numba's negative-index wraparound, which stops vectorization. The depthwise kernel copies one
+plane at a time into a zero-bordered scratch plane, so its inner loops need no bounds checks.
+(The im2col gather is a numpy strided copy: ``conv/tactics.py``.)
 """
 
 from __future__ import annotations
@@ -15,65 +14,7 @@ import numpy as np
 from ._nb_epilogue import act_row
 from .jit import announce_if_cold, njit
 
-__all__ = ["depthwise2d", "im2col_tile", "warm"]
-
-
-@njit
-def _valid_cols(off, stride, width, count):
-    """Output columns [lo, hi) whose input column ``o * stride + off`` lies in [0, width)."""
-    lo = 0 if off >= 0 else (-off + stride - 1) // stride
-    last = width - 1 - off
-    hi = 0 if last < 0 else min(count, last // stride + 1)
-    return min(lo, count), max(min(lo, count), hi)
-
-
-@njit
-def im2col_tile(x, xbase, chans, h, w, kh_, kw_, sh, sw, dh, dw, ph, pw, ow_, p0, p1, buf,
-                cs, ts):
-    """buf[row, p - p0] = Xpad[c, oh * sh + kh * dh, ow * sw + kw * dw] for output pixels
-    p = oh * OW + ow in [p0, p1), with row = c * cs + (kh * KW + kw) * ts (cs = KH * KW,
-    ts = 1: im2col's (c, kh, kw) order; cs = 1, ts = C: tap-major, as Winograd wants);
-    channel c of X starts at ``xbase + c * h * w``."""
-    t = p1 - p0
-    oh0 = p0 // ow_
-    oh1 = (p1 - 1) // ow_
-    zero = np.float32(0.0)
-    for c in range(chans):
-        cbase = xbase + c * h * w
-        for kh in range(kh_):
-            for kw in range(kw_):
-                row = (c * cs + (kh * kw_ + kw) * ts) * t
-                off = kw * dw - pw
-                lo, hi = _valid_cols(off, sw, w, ow_)
-                for oh in range(oh0, oh1 + 1):
-                    first = oh * ow_
-                    a = max(p0, first) - first  # output columns [a, b) of this row
-                    b = min(p1, first + ow_) - first
-                    dst = buf[row + first + a - p0:row + first + b - p0]
-                    ih = oh * sh - ph + kh * dh
-                    if ih < 0 or ih >= h:
-                        for j in range(b - a):
-                            dst[j] = zero
-                        continue
-                    za = min(max(a, lo), b)
-                    zb = max(min(b, hi), za)
-                    for j in range(za - a):
-                        dst[j] = zero
-                    for j in range(zb - a, b - a):
-                        dst[j] = zero
-                    n = zb - za
-                    if n <= 0:
-                        continue
-                    s0 = cbase + ih * w + za * sw + off
-                    seg = dst[za - a:zb - a]
-                    if sw == 1:
-                        src = x[s0:s0 + n]
-                        for j in range(n):
-                            seg[j] = src[j]
-                    else:
-                        src2 = x[s0:s0 + (n - 1) * sw + 1]
-                        for j in range(n):
-                            seg[j] = src2[j * sw]
+__all__ = ["depthwise2d", "warm"]
 
 
 @njit
@@ -198,13 +139,11 @@ def depthwise2d(x, wt, bias, y, z, has_z, q0, q1, m_, mult, h, w, oh_, ow_, kh_,
             act_row(v, act, a0, a1)
 
 
-announce_if_cold(im2col_tile)
+announce_if_cold(depthwise2d)
 
 
 def warm() -> None:
     x = np.zeros(16, np.float32)
-    buf = np.zeros(64, np.float32)
-    im2col_tile(x, 0, 1, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, 0, 4, buf, 9, 1)
     y = np.zeros(16, np.float32)
     depthwise2d(x, np.zeros(9, np.float32), np.zeros(1, np.float32), y, y, False, 0, 1, 1, 1,
                 4, 4, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0.0, 0.0)

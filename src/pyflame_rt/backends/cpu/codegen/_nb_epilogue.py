@@ -108,7 +108,7 @@ def bias_act(y, base, stride, rows, cols, bias, boff, bias_axis, z, zbase, zstri
             act_row(v, act, a0, a1)
 
 
-announce_if_cold(bias_act)
+announce_if_cold(bias_act, act_block, act_row)
 
 
 def warm() -> None:

@@ -122,7 +122,7 @@ def bias_gelu(x, y, bias, has_bias, n, approx, r0, r1):
                 yr[j] = gelu32(xr[j])
 
 
-announce_if_cold(layer_norm)
+announce_if_cold(layer_norm, skip_layer_norm, masked_softmax, bias_gelu)
 
 
 def warm() -> None:

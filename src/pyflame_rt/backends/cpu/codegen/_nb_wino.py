@@ -76,16 +76,17 @@ def wino2_in(xp, v, c0, c1, ra, rb, tw, t, off):
 
 
 @njit
-def wino2_out(p, y, ch0, ch1, ra, rb, tw, t, off, oh, ow, bias):
+def wino2_out(p, pcol, y, ch0, ch1, ra, rb, tw, t, off, oh, ow, bias):
     """y[ch, tr * 2 + i, tc * 2 + j] = (A^T P A)[i, j] + bias[ch] of F(2x2, 3x3) for the
-    products P = p[:, (ch - ch0) * t + off + (tr - ra) * tw + tc] of channels [ch0, ch1) and
+    products P = p[:, pcol + (ch - ch0) * t + off + (tr - ra) * tw + tc] of channels
+    [ch0, ch1) and
     tile rows [ra, rb); outputs past (oh, ow) are dropped. ``y`` is [C, oh, ow]."""
     has_bias = bias.size > 0
     full_cols = ow // 2
     for ch in range(ch0, ch1):
         b = bias[ch] if has_bias else np.float32(0.0)
         for tr in range(ra, rb):
-            q0 = (ch - ch0) * t + off + (tr - ra) * tw
+            q0 = pcol + (ch - ch0) * t + off + (tr - ra) * tw
             row = tr * 2
             if row + 2 <= oh:
                 dst = y[ch, row:row + 2]
@@ -198,16 +199,17 @@ def wino4_in(xp, v, c0, c1, ra, rb, tw, t, off):
 
 
 @njit
-def wino4_out(p, y, ch0, ch1, ra, rb, tw, t, off, oh, ow, bias):
+def wino4_out(p, pcol, y, ch0, ch1, ra, rb, tw, t, off, oh, ow, bias):
     """y[ch, tr * 4 + i, tc * 4 + j] = (A^T P A)[i, j] + bias[ch] of F(4x4, 3x3) for the
-    products P = p[:, (ch - ch0) * t + off + (tr - ra) * tw + tc] of channels [ch0, ch1) and
+    products P = p[:, pcol + (ch - ch0) * t + off + (tr - ra) * tw + tc] of channels
+    [ch0, ch1) and
     tile rows [ra, rb); outputs past (oh, ow) are dropped. ``y`` is [C, oh, ow]."""
     has_bias = bias.size > 0
     full_cols = ow // 4
     for ch in range(ch0, ch1):
         b = bias[ch] if has_bias else np.float32(0.0)
         for tr in range(ra, rb):
-            q0 = (ch - ch0) * t + off + (tr - ra) * tw
+            q0 = pcol + (ch - ch0) * t + off + (tr - ra) * tw
             row = tr * 4
             if row + 4 <= oh:
                 dst = y[ch, row:row + 4]
@@ -265,7 +267,7 @@ def wino4_out(p, y, ch0, ch1, ra, rb, tw, t, off, oh, ow, bias):
                             y[ch, row + i, tc * 4 + jj] = vals[jj][i] + b
 
 
-announce_if_cold(wino4_in)
+announce_if_cold(wino2_in, wino2_out, wino4_in, wino4_out)
 
 
 def warm() -> None:
@@ -274,5 +276,5 @@ def warm() -> None:
         xp = np.zeros((1, m + 2, m + 2), np.float32)
         v = np.zeros((a2, 1), np.float32)
         fin(xp, v, 0, 1, 0, 1, 1, 1, 0)
-        fout(v, np.zeros((1, m, m), np.float32), 0, 1, 0, 1, 1, 1, 0, m, m,
+        fout(v, 0, np.zeros((1, m, m), np.float32), 0, 1, 0, 1, 1, 1, 0, m, m,
              np.zeros(0, np.float32))

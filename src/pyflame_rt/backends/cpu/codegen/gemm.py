@@ -30,7 +30,7 @@ __all__ = ["PackedGemm", "specialize_fused_gemm", "specialize_fused_matmul",
 _nb_epi = kernels("epilogue")
 
 #: Multiply-adds per job below which splitting costs more than it gains.
-_MIN_JOB_MACS = 1 << 19
+_MIN_JOB_MACS = 1 << 21
 _EMPTY = np.zeros(0, np.float32)
 
 

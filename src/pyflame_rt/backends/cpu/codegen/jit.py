@@ -27,13 +27,15 @@ from typing import Any
 
 from .. import threads as _threads  # noqa: F401 - points numba's cache dir before import
 
-__all__ = ["KERNEL_MODULES", "announce_if_cold", "lazy_import", "njit", "warmup"]
+__all__ = ["KERNEL_MODULES", "announce_if_cold", "lazy_import", "njit", "njit_variants",
+           "warmup"]
 
 _log = logging.getLogger("pyflame_rt")
 _announced = False
 
 #: Modules of numba kernels, each with a ``warm()`` that compiles its signatures.
-KERNEL_MODULES = ("_nb_vmath", "_nb_epilogue", "_nb_conv", "_nb_pool", "_nb_norm")
+KERNEL_MODULES = ("_nb_vmath", "_nb_epilogue", "_nb_conv", "_nb_wino", "_nb_pool", "_nb_norm",
+                  "_nb_blas", "_nb_par")
 
 
 def lazy_import(name: str) -> ModuleType:
@@ -67,20 +69,37 @@ def njit(*args: Any, **kwargs: Any) -> Any:
     return numba.njit(*args, **kwargs)
 
 
-def announce_if_cold(dispatcher: Any) -> None:
-    """Log once per process if ``dispatcher`` (a cached numba function) is not on disk yet."""
+def njit_variants(fn: Any) -> tuple[Any, Any]:
+    """(parallel, serial) numba versions of ``fn``, whose ``prange`` loops run on numba's
+    threads in the first and as plain loops in the second (one thread: no fork/join cost).
+
+    The serial one is compiled from a copy of the function with its own name, so the two
+    never share an entry of numba's on-disk cache (whose keys ignore ``parallel``).
+    """
+    import types as _types
+
+    serial_fn = _types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                    fn.__defaults__, fn.__closure__)
+    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+    serial_fn.__module__ = fn.__module__
+    return njit(parallel=True)(fn), njit(serial_fn)
+
+
+def announce_if_cold(*dispatchers: Any) -> None:
+    """Log once per process if none of ``dispatchers`` (cached numba functions of one module)
+    is on disk yet, i.e. the module's kernels are about to be compiled for the first time."""
     global _announced
     if _announced:
         return
     try:
-        index = dispatcher._cache._cache_file._index_path
+        indexes = [d._cache._cache_file._index_path for d in dispatchers]
     except AttributeError:  # pragma: no cover - numba internals moved; stay quiet
         return
-    if not os.path.exists(index):
+    if indexes and not any(os.path.exists(i) for i in indexes):
         _announced = True
         _log.warning("pyflame_rt: compiling CPU kernels with numba (first use only, up to a "
                      "minute in all; cached in %s). `pyflame-rt warmup` does it ahead of time.",
-                     os.path.dirname(index))
+                     os.path.dirname(indexes[0]))
 
 
 def warmup(progress: Callable[[str, float], None] | None = None) -> float:

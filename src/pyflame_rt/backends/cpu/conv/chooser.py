@@ -134,13 +134,19 @@ def _setting(options: Mapping[str, Any], key: str, env: str) -> str | None:
     return None if value is None else str(value)
 
 
-def heuristic(geo: ConvGeometry) -> Tactic:
-    """The tactic to use without measuring."""
+def heuristic(geo: ConvGeometry, nthreads: int = 1) -> Tactic:
+    """The tactic to use without measuring (rules drawn from the measurements)."""
     if geo.pointwise:
         return Tactic("gemm")
     if geo.depthwise and geo.kh * geo.kw > 1:
         return Tactic("depthwise")
-    if geo.p <= 256:
+    winograd = (geo.kh == geo.kw == 3 and geo.sh == geo.sw == 1 and geo.dh == geo.dw == 1
+                and geo.g == 1 and geo.c >= 16 and geo.m >= 16)
+    if winograd and geo.n * geo.p >= 28 * 28:
+        return Tactic("winograd", 4)
+    if winograd and geo.n * geo.p >= 14 * 14:
+        return Tactic("winograd", 2)
+    if geo.p <= 256 and (nthreads == 1 or geo.n * geo.g >= nthreads):
         return Tactic("im2col_full")
     return Tactic("im2col")
 
@@ -204,10 +210,10 @@ def choose(geo: ConvGeometry, pack: PackedWeights, nthreads: int,
         for t in applicable:
             if t.label == forced or (t.name == forced and ":" not in forced):
                 return t
-        return heuristic(geo)
+        return heuristic(geo, nthreads)
     timing = _setting(options, "session.pyflame.tactic_timing", "PYFLAME_RT_TACTIC_TIMING")
     if timing == "0" or geo.with_batch(1).flops < TIMING_MIN_FLOPS:
-        return heuristic(geo)
+        return heuristic(geo, nthreads)
     cache = timing_cache()
     key = f"{geo.key()}|n{min(geo.n, 8)}|t{nthreads}"
     label = cache.get(key)

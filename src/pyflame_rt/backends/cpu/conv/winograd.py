@@ -33,8 +33,14 @@ _nb_wino = kernels("wino")
 
 _EMPTY = np.zeros(0, np.float32)
 
+#: Fewest tiles in a block that a thread handles alone.
+_MIN_BLOCK_TILES = 32
+
+#: Multiply-adds per thread below which a block's phases run on one thread.
+_MIN_PHASED_MACS = 1 << 20
+
 #: Bytes of transformed tiles (input, its transform and the products) per block of tiles.
-_BLOCK_BYTES = 3 << 20
+_BLOCK_BYTES = 2 << 20
 
 
 def winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,13 +103,21 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
     th, tw = -(-oh // m), -(-ow // m)
     hp, wp = th * m + 2, tw * m + 2
     # Blocks of whole tile rows (across the batch: global row b * th + tr), sized so that
-    # their transformed data stays in cache; jobs are whole blocks when there are enough.
+    # their transformed data stays in cache. With several threads, each thread takes whole
+    # blocks of its own when every block still has >= _MIN_BLOCK_TILES tiles (no data moves
+    # between cores); otherwise the phases of each block are split over the threads (the
+    # GEMMs of a block of a few tiles are too thin to be worth splitting by tiles).
     per_row = 4 * a2 * (2 * c + mo) * tw
     rows = max(1, min(n * th, _BLOCK_BYTES // per_row))
+    serial_rows = n * th // (2 * nthreads)
+    serial_blocks = nthreads > 1 and serial_rows * tw >= _MIN_BLOCK_TILES
+    if serial_blocks:
+        rows = min(rows, serial_rows)
     blocks = [_segments(r0, min(n * th, r0 + rows), th, tw)
               for r0 in range(0, n * th, rows)]
-    serial_blocks = nthreads > 1 and len(blocks) >= 2 * nthreads
-    inner = 1 if serial_blocks else nthreads
+    # Phases are split over the threads only when each has enough work for it.
+    macs = a2 * mo * c * th * tw * n // len(blocks)
+    inner = 1 if serial_blocks or macs < _MIN_PHASED_MACS * nthreads else nthreads
     cparts = split_range(c, max(1, min(inner, c // 8)), 1)
     eparts = split_range(a2, inner, 1)
     mparts = split_range(mo, max(1, min(inner, mo // 8)), 8)
