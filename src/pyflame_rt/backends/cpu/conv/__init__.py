@@ -59,6 +59,7 @@ class ConvRunner:
     def __call__(self, X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
                  Z: np.ndarray | None = None) -> np.ndarray:
         if (W is not self.w_source or X.dtype != np.float32 or X.ndim != W.ndim
+                or X.size == 0  # empty batches: the reference path handles them
                 or (B is not None and B is not self.b_source and B.dtype != np.float32)):
             return self.fallback(X, W, B, Z, **self.attrs)
         x = X[:, :, None, :] if self.one_d else X
