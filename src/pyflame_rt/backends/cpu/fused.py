@@ -24,7 +24,7 @@ import numpy as np
 
 from ...ops import kernel, lookup
 from . import threads
-from .codegen import kernels
+from .codegen import par
 from .codegen.activations import ACT_CODES, act_params
 
 __all__ = [
@@ -45,9 +45,6 @@ ACTIVATIONS = ("", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardS
                "SiLU", "Gelu", "GeluTanh")
 
 
-_nb_epi = kernels("epilogue")
-_nb_norm = kernels("norm")
-
 #: Elements per parallel job of the elementwise and row kernels.
 _ROW_JOB = 1 << 15
 
@@ -58,25 +55,19 @@ def _onnx(op_type: str):
 
 
 def _fast(*arrays: Any) -> bool:
-    """float32 C-contiguous arrays (or None): the numba fast paths apply."""
+    """float32 C-contiguous arrays (or None), and the numba kernels available."""
     return all(a is None or (isinstance(a, np.ndarray) and a.dtype == np.float32
-                             and a.flags.c_contiguous) for a in arrays)
+                             and a.flags.c_contiguous) for a in arrays) and par.available()
 
 
-def _row_jobs(rows: int, n: int) -> list[tuple[int, int]]:
+def _row_parts(rows: int, n: int) -> np.ndarray:
+    """(r0, r1) blocks of rows of ``n`` elements: a few per thread, none too small."""
     per = max(1, _ROW_JOB // max(n, 1))
-    if threads.current_threads() > 1:
-        per = min(per, max(1, -(-rows // (4 * threads.current_threads()))))
-    return [(r, min(rows, r + per)) for r in range(0, rows, per)]
-
-
-def _rows_parallel(rows: int, n: int, fn: Any) -> None:
-    """Call ``fn(r0, r1)`` on blocks of rows, split over the session's threads."""
-    jobs = _row_jobs(rows, n)
-    if len(jobs) == 1:
-        fn(*jobs[0])
-    else:
-        threads.parallel_for(len(jobs), lambda i: fn(*jobs[i]))
+    nthreads = threads.current_threads()
+    if nthreads > 1:
+        per = min(per, max(1, -(-rows // (4 * nthreads))))
+    return np.array([(r, min(rows, r + per)) for r in range(0, rows, per)],
+                    np.int64).reshape(-1, 2)
 
 
 def _fresh(y: np.ndarray, *inputs: Any) -> np.ndarray:
@@ -125,17 +116,10 @@ def apply_activation(y: np.ndarray, activation: str, params: Sequence[float] | N
     p = list(params or ())
     if not activation:
         return y
-    if _fast(y) and y.flags.writeable and activation in ACT_CODES and y.size:
+    if (_fast(y) and y.flags.writeable and activation in ACT_CODES and y.size
+            and par.available()):
         code, a0, a1 = act_params(activation, params)
-        flat = y.reshape(-1)
-        jobs = [(a, min(flat.size, a + _ROW_JOB)) for a in range(0, flat.size, _ROW_JOB)]
-        act_row = _nb_epi.act_row
-
-        def job(i: int) -> None:
-            a, b = jobs[i]
-            act_row(flat[a:b], code, a0, a1)
-
-        threads.parallel_for(len(jobs), job)
+        par.run("activation", _row_parts(y.size, 1), y.reshape(-1), code, a0, a1)
         return y
     dt = y.dtype
     if activation == "Relu":
@@ -244,9 +228,8 @@ def _fast_bias_gelu(X: np.ndarray, B: np.ndarray | None, approximate: str) -> np
     xf, yf = X.reshape(-1), y.reshape(-1)
     bias = B if B is not None else _EMPTY
     approx = approximate == "tanh"
-    kern = _nb_norm.bias_gelu
-    _rows_parallel(X.size // n, n, lambda r0, r1: kern(xf, yf, bias, B is not None, n, approx,
-                                                       r0, r1))
+    par.run("rows_bias_gelu", _row_parts(X.size // n, n), xf, yf, bias, B is not None, n,
+            approx)
     return y
 
 
@@ -283,9 +266,8 @@ def _fast_layer_norm(X: np.ndarray, scale: np.ndarray, B: np.ndarray | None, axi
     xf, yf = X.reshape(-1), y.reshape(-1)
     g = scale.reshape(-1)
     b = B.reshape(-1) if B is not None else _EMPTY
-    kern = _nb_norm.layer_norm
-    _rows_parallel(X.size // n, n, lambda r0, r1: kern(xf, yf, g, b, B is not None,
-                                                       float(epsilon), n, r0, r1))
+    par.run("rows_layer_norm", _row_parts(X.size // n, n), xf, yf, g, b, B is not None,
+            float(epsilon), n)
     return y
 
 
@@ -321,11 +303,8 @@ def _fast_skip_layer_norm(X: np.ndarray, Skip: np.ndarray, gamma: np.ndarray,
     g = gamma.reshape(-1)
     b = beta.reshape(-1) if beta is not None else _EMPTY
     bb = bias.reshape(-1) if bias is not None else _EMPTY
-    kern = _nb_norm.skip_layer_norm
-    skip_rows = Skip.size // n
-    _rows_parallel(X.size // n, n, lambda r0, r1: kern(xf, kf, bb, bias is not None, g, b,
-                                                       beta is not None, float(epsilon), yf,
-                                                       sf, n, skip_rows, r0, r1))
+    par.run("rows_skip_layer_norm", _row_parts(X.size // n, n), xf, kf, bb, bias is not None,
+            g, b, beta is not None, float(epsilon), yf, sf, n, Skip.size // n)
     return y, s_out
 
 
@@ -390,25 +369,13 @@ def _attention_fast(qkv: np.ndarray, batch: int, seq: int, heads: int, dim: int,
         return None  # shapes that do not broadcast: the numpy path raises the error
     width = heads * dim
     ctx = np.empty((batch, seq, width), np.float32)
-    dummy_keep = np.ones((1, 1), np.uint8)
-    dummy_add = np.zeros((1, 1), np.float32)
-    pairs = [(b, h) for b in range(batch) for h in range(heads)]
-    softmax = _nb_norm.masked_softmax
-    fill = float(mask_filter_value)
-
-    def job(i: int) -> None:
-        b, h = pairs[i]
-        q = qkv[b, :, 0, h]
-        k = qkv[b, :, 1, h]
-        v = qkv[b, :, 2, h]
-        s = np.empty((seq, seq), np.float32)
-        np.matmul(q, k.T, out=s)
-        softmax(s.reshape(-1), seq, 0, seq, scale, bool(unidirectional), 0, fill,
-                keep[b, h] if keep is not None else dummy_keep, keep is not None,
-                add[b, h] if add is not None else dummy_add, add is not None)
-        np.matmul(s, v, out=ctx[b, :, h * dim:(h + 1) * dim])
-
-    threads.parallel_for(len(pairs), job)
+    dummy_keep = np.ones((1, 1, 1, 1), np.uint8)
+    dummy_add = np.zeros((1, 1, 1, 1), np.float32)
+    fp, ilp64 = par.blas()
+    par.run("attention", fp, ilp64, np.ascontiguousarray(qkv), ctx, float(scale),
+            bool(unidirectional), float(mask_filter_value),
+            keep if keep is not None else dummy_keep, keep is not None,
+            add if add is not None else dummy_add, add is not None)
     return ctx
 
 
@@ -474,7 +441,7 @@ def _attention_impl(X: np.ndarray, W: np.ndarray, B: np.ndarray | None,
             qkv = qkv + B
     qkv = qkv.reshape(batch, seq, 3, num_heads, dim)
     sc = 1.0 / math.sqrt(dim) if scale is None else scale
-    if qkv.dtype == np.float32 and seq > 0 and dim > 0:
+    if qkv.dtype == np.float32 and seq > 0 and dim > 0 and par.available():
         fast = _attention_fast(qkv, batch, seq, num_heads, dim, attention_bias, mask, sc,
                                unidirectional, mask_filter_value, mask_keep)
         if fast is not None:

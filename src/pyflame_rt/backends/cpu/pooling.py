@@ -18,7 +18,7 @@ import numpy as np
 
 from ...ops import kernel
 from . import threads
-from .codegen import kernels
+from .codegen import par
 from .nn import (
     compute_dtype,
     output_wanted,
@@ -84,8 +84,6 @@ class _Window:
         return total
 
 
-_nb_pool = kernels("pool")
-
 #: Output elements times window size per parallel job of the numba pooling kernel.
 _POOL_JOB = 1 << 17
 
@@ -120,21 +118,19 @@ def _fast_pool(X: np.ndarray, win: _Window, is_max: bool, include_pad: bool) -> 
         hp, wp = (b + i + e for b, i, e in zip(win.begin, win.in_shape, win.end_eff))
         cnt_h = _axis_counts(win, 0, include_pad)
     cnt_w = _axis_counts(win, len(win.in_shape) - 1, include_pad)
+    if not par.available():
+        return None
     x = np.ascontiguousarray(X)
     planes = x.shape[0] * x.shape[1]
     y = np.empty((x.shape[0], x.shape[1], *win.out), np.float32)
     work = oh * ow * kh * kw
     per = max(1, _POOL_JOB // max(work, 1))
-    parts = [(a, min(planes, a + per)) for a in range(0, planes, per)]
-    xf, yf = x.reshape(-1), y.reshape(-1)
-    pool = _nb_pool.pool2d
-
-    def job(i: int) -> None:
-        q0, q1 = parts[i]
-        pool(xf, yf, q0, q1, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, is_max,
-             cnt_h, cnt_w)
-
-    threads.parallel_for(len(parts), job)
+    if threads.current_threads() > 1:
+        per = min(per, max(1, -(-planes // (4 * threads.current_threads()))))
+    parts = np.array([(a, min(planes, a + per)) for a in range(0, planes, per)],
+                     np.int64).reshape(-1, 2)
+    par.run("pool", parts, x.reshape(-1), y.reshape(-1), h, w, oh, ow, kh, kw, sh, sw, dh, dw,
+            pt, pl, hp, wp, is_max, cnt_h, cnt_w)
     return y
 
 

@@ -1,21 +1,27 @@
-"""One threading policy for the CPU backend: our own worker pool, BLAS sized per step.
+"""One threading policy for the CPU backend: our own spinning worker pool, BLAS on one thread.
 
-Measured on the 2-core development machine with other processes busy: OpenBLAS's own
-threads (static partitioning, busy-waiting) made a 128x768x3072 sgemm 4-6x *slower* with two
-threads than with one, and numba's OpenMP layer spinning against OpenBLAS made a small CNN
-37x slower than ONNX Runtime. So the backend owns one policy:
+Measured on the 2-core development VM:
 
-* Kernels that parallelize themselves (convolutions, fused epilogues, pooling, the planner's
-  GEMMs) cut their work into chunks that the calling thread and ``n - 1`` pool workers pull
-  from a shared counter (:func:`parallel_for`). A worker that the OS deschedules holds up at
-  most one chunk; nobody spins (workers block on a lock). Inside such kernels BLAS runs on one
-  thread; numba code is compiled ``nogil`` and never uses numba's own threading layer.
-* BLAS runs on one thread for the whole run (see :func:`thread_limit`): OpenBLAS workers
-  busy-wait after a multi-threaded call and would take the pool's cores.
+* OpenBLAS's own threads (static partitioning, busy-waiting) made a 128x768x3072 sgemm 4-6x
+  *slower* with two threads than with one while another process was busy, and after any
+  multi-threaded call their busy-waiting takes a core from whatever runs next.
+* Handing a job to a Python thread costs a GIL hand-off plus a wake-up of a sleeping vCPU:
+  ~100 us per parallel section, as much as a small convolution.
+* OpenMP-style fork/join (numba's ``prange``, OpenMP layer) costs ~2 us while its threads
+  spin, but its closing barrier waits for every thread: ~8 ms per section whenever another
+  process holds a core (the OS time slice).
+
+So: every parallel kernel is a numba *driver* (``codegen/_nb_par.py``) that does whole jobs
+(gather, cblas ``sgemm`` on one thread, epilogue) without the GIL; :class:`WorkerPool` calls
+it on the caller and ``n - 1`` workers at once; threads claim job numbers with an atomic
+counter, and the caller waits only for jobs that a worker has actually started. Workers
+spin (without the GIL) for ~200 us after each task before sleeping, so kernels hand over in
+microseconds while the session is busy and idle sessions cost nothing. numba's own threading
+layer is never used. BLAS runs on one thread during runs (:func:`thread_limit`).
 
 ``intra_op_num_threads`` (0 = one thread per physical core) picks ``n`` per session; pools
 are shared by sessions asking for the same ``n``, and a pool busy with another session's
-kernel makes the caller run its chunks itself instead of waiting.
+kernel makes the caller run all the jobs itself instead of waiting.
 
 This module also points numba's on-disk cache at a user-writable directory
 (``$PYFLAME_RT_CACHE_DIR/numba``, default ``~/.cache/pyflame_rt/numba``) before numba is
@@ -33,6 +39,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 __all__ = [
     "WorkerPool",
     "blas_threads",
@@ -40,8 +48,8 @@ __all__ = [
     "current_threads",
     "default_num_threads",
     "get_pool",
-    "parallel_for",
     "physical_cores",
+    "run_parallel",
     "thread_limit",
 ]
 
@@ -106,54 +114,25 @@ def default_num_threads() -> int:
     return physical_cores()
 
 
-class _Task:
-    """One ``map`` call: chunks are claimed from ``counter``; ``done`` is released by whoever
-    completes the last one."""
-
-    __slots__ = ("completed", "count", "counter", "done", "errors", "fn", "lock")
-
-    def __init__(self, fn: Callable[[int], None], count: int) -> None:
-        self.fn = fn
-        self.count = count
-        self.counter = itertools.count()
-        self.completed = 0
-        self.lock = threading.Lock()
-        self.done = threading.Lock()
-        self.done.acquire()
-        self.errors: list[BaseException] = []
-
-    def work(self) -> None:
-        count, counter, fn = self.count, self.counter, self.fn
-        while True:
-            i = next(counter)  # atomic under the GIL: each chunk is claimed once
-            if i >= count:
-                return
-            try:
-                fn(i)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                self.errors.append(exc)
-            with self.lock:
-                self.completed += 1
-                last = self.completed == count
-            if last:
-                self.done.release()
-
-
 class WorkerPool:
-    """``n - 1`` daemon threads that, with the caller, run the chunks of one task at a time.
+    """``n - 1`` worker threads that run numba *drivers* (``codegen/_nb_par.py``) with the
+    caller: everybody calls the same driver with the same arguments and claims jobs from
+    its control array; the caller waits only for jobs a worker has started.
 
-    The caller never waits for a worker that has not started: it claims every chunk still
-    unclaimed itself and then waits only for chunks a worker is running. So a worker that the
-    OS has not scheduled yet (another process holds the core) costs nothing -- with a plain
-    fork-join, every parallel kernel would wait a scheduler time slice for it (measured: a
-    2-thread MobileNetV2 6x slower than 1 thread under load).
+    Workers wait for work by spinning without the GIL (``codegen/_nb_sync.py``) for about
+    :data:`SPIN_SECONDS` after each task, then sleep on a lock: back-to-back kernels hand
+    over in microseconds, an idle session costs nothing, and a worker the OS has not
+    scheduled (another process holds its core) delays nobody.
     """
 
     def __init__(self, num_threads: int) -> None:
         self.num_threads = max(1, int(num_threads))
+        self.flags = np.zeros(8, np.int64)  # [0]: generation of the published task
+        self._gen = 0
         self._busy = threading.Lock()
-        self._task: _Task | None = None
+        self._task: tuple | None = None
         self._wake: list[threading.Lock] = []
+        self.errors: list[BaseException] = []
         for i in range(self.num_threads - 1):
             wake = threading.Lock()
             wake.acquire()
@@ -162,39 +141,72 @@ class WorkerPool:
             self._wake.append(wake)
             t.start()
 
-    def map(self, fn: Callable[[int], None], count: int) -> None:
-        """Call ``fn(i)`` for every ``i < count``, spread over the pool; re-raise the first
-        exception. Runs serially in the caller when the pool is busy (another session)."""
-        helpers = min(len(self._wake), count - 1)
-        if helpers <= 0 or not self._busy.acquire(blocking=False):
-            for i in range(count):
-                fn(i)
-            return
+    def run(self, driver: Callable[..., None], args: tuple) -> bool:
+        """Run ``driver(ctrl, flags, gen, *args)`` on every thread; False (nothing run) when
+        the pool is busy with another session's kernel."""
+        if not self._busy.acquire(blocking=False):
+            return False
         try:
-            task = _Task(fn, count)
+            ctrl = np.zeros(4, np.int64)
+            self._gen += 1
+            task = (driver, ctrl, args, [])
             self._task = task
-            for wake in self._wake[:helpers]:
+            for wake in self._wake:
                 # A lock used as a wake-up token: only this thread releases it, so checking
-                # first never releases an unlocked lock (a worker not yet awake keeps its
-                # token and will find the current task, or nothing left to do).
+                # first never releases an unlocked lock.
                 if wake.locked():
                     wake.release()
-            task.work()
-            task.done.acquire()
-            self._task = None
+            driver(ctrl, self.flags, self._gen, *args)
         finally:
             self._busy.release()
-        if task.errors:
-            raise task.errors[0]
+        errors = task[3]
+        if errors:
+            raise errors[0]
+        return True
 
     def _worker(self, wake: threading.Lock) -> None:
+        from .codegen import kernels
+
+        sync = kernels("sync")
+        par = kernels("par")
+        seen = 0
         while True:
-            wake.acquire()
+            if not sync.spin_until_changed(self.flags, 0, seen, _spins()):
+                wake.acquire()
+            gen = int(self.flags[0])
             task = self._task
-            if task is not None:
-                task.work()
+            if task is None or gen == seen:
+                continue
+            seen = gen
+            driver, ctrl, args, errors = task
+            try:
+                driver(ctrl, self.flags, 0, *args)
+            except BaseException as exc:  # noqa: BLE001 - the caller re-raises it
+                errors.append(exc)
+                par.mark_done(ctrl)  # the job it claimed will not finish: do not wait for it
 
 
+#: How long a worker spins for the next task before sleeping.
+SPIN_SECONDS = 200e-6
+
+
+@functools.cache
+def _spins() -> int:
+    """Spin iterations that last about :data:`SPIN_SECONDS` on this CPU."""
+    import time
+
+    from .codegen import kernels
+
+    sync = kernels("sync")
+    sync.spin_count(100)
+    n = 20000
+    t0 = time.perf_counter()
+    sync.spin_count(n)
+    per = max((time.perf_counter() - t0) / n, 1e-9)
+    return max(1000, int(SPIN_SECONDS / per))
+
+
+_NO_FLAGS = np.zeros(8, np.int64)  # flags of a driver run without workers (gen = 0)
 _pools: dict[int, WorkerPool] = {}
 _pools_lock = threading.Lock()
 _local = threading.local()
@@ -218,22 +230,16 @@ def current_threads() -> int:
     return pool.num_threads if pool is not None else 1
 
 
-def parallel_for(count: int, fn: Callable[[int], None]) -> None:
-    """Run ``fn(i)`` for ``i`` in ``range(count)`` on the running session's threads.
+def run_parallel(driver: Callable[..., None], *args: object) -> None:
+    """Run a numba driver (``codegen/_nb_par.py``) on the running session's threads.
 
-    ``fn`` must be safe to call concurrently for different ``i`` (disjoint outputs) and should
-    spend its time in code that releases the GIL (numpy, BLAS, ``nogil`` numba).
+    Outside a session run, with one thread, or while another session uses the pool, the
+    caller runs every job itself.
     """
     pool = getattr(_local, "pool", None)
-    if pool is None or count <= 1:
-        for i in range(count):
-            fn(i)
+    if pool is not None and pool.num_threads > 1 and pool.run(driver, args):
         return
-    if getattr(_local, "blas", None) == 1:
-        pool.map(fn, count)
-        return
-    with blas_threads(1):
-        pool.map(fn, count)
+    driver(np.zeros(4, np.int64), _NO_FLAGS, 0, *args)
 
 
 # -- BLAS thread count --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Where numpy's BLAS ``sgemm`` lives, so that numba kernels can call it without the GIL.
+"""Where numpy's BLAS ``sgemm``/``sgemv`` live, so numba kernels can call them without the GIL.
 
 The parallel kernels (``_nb_par.py``) run whole jobs -- gather, GEMM, epilogue -- inside
 numba's parallel loops, so a job never needs the GIL; their GEMMs call the ``cblas_sgemm`` of
@@ -24,12 +24,13 @@ _CANDIDATES = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True),
 
 
 class SgemmInfo:
-    """The address of ``cblas_sgemm`` and its integer width."""
+    """The addresses of ``cblas_sgemm`` and ``cblas_sgemv`` and their integer width."""
 
-    def __init__(self, address: int, ilp64: bool, library: str) -> None:
+    def __init__(self, address: int, ilp64: bool, library: str, gemv: int = 0) -> None:
         self.address = address
         self.ilp64 = ilp64
         self.library = library
+        self.gemv = gemv
 
 
 @functools.cache
@@ -49,8 +50,10 @@ def sgemm_info() -> SgemmInfo | None:
             continue
         for name, ilp64 in _CANDIDATES:
             fn = getattr(lib, name, None)
-            if fn is not None:
-                return SgemmInfo(ctypes.cast(fn, ctypes.c_void_p).value or 0, ilp64, path)
+            gemv = getattr(lib, name.replace("sgemm", "sgemv"), None)
+            if fn is not None and gemv is not None:
+                return SgemmInfo(ctypes.cast(fn, ctypes.c_void_p).value or 0, ilp64, path,
+                                 ctypes.cast(gemv, ctypes.c_void_p).value or 0)
     _log.info("pyflame_rt: no cblas_sgemm found in numpy's BLAS (%s); parallel GEMM kernels "
               "are off", ", ".join(paths) or "none loaded")
     return None

@@ -21,32 +21,35 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from . import kernels
+from . import par
 from .activations import act_params
 
 __all__ = ["PackedGemm", "specialize_fused_gemm", "specialize_fused_matmul",
            "specialize_gemm", "specialize_matmul"]
 
-_nb_epi = kernels("epilogue")
-
 #: Multiply-adds per job below which splitting costs more than it gains.
 _MIN_JOB_MACS = 1 << 21
 _EMPTY = np.zeros(0, np.float32)
+#: Up to this many rows, a transposed B is multiplied as (B @ A^T)^T (see gemm_bt_small).
+_SMALL_ROWS = 64
 
 
 class PackedGemm:
     """``act(A @ B + bias)`` with B [K, N] fixed; call with A [rows, K] float32."""
 
     def __init__(self, b: np.ndarray, bias: np.ndarray | None, act: int = 0, a0: float = 0.0,
-                 a1: float = 0.0) -> None:
+                 a1: float = 0.0, trans_b: bool = False) -> None:
+        # B is kept as given: [K, N], or [N, K] with trans_b (BLAS reads it transposed, so
+        # a Linear layer's weight needs no transposed copy).
         self.b = np.ascontiguousarray(b, dtype=np.float32)
-        self.k, self.n = self.b.shape
+        self.trans_b = bool(trans_b)
+        self.n, self.k = self.b.shape if trans_b else self.b.shape[::-1]
         self.bias = _EMPTY if bias is None else \
             np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
         self.act, self.a0, self.a1 = act, float(a0), float(a1)
-        self._jobs: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+        self._jobs: dict[tuple[int, int], np.ndarray] = {}
 
-    def jobs(self, rows: int, nthreads: int) -> list[tuple[int, int, int, int]]:
+    def jobs(self, rows: int, nthreads: int) -> np.ndarray:
         """(r0, r1, c0, c1) blocks of the output for ``rows`` rows on ``nthreads`` threads."""
         key = (rows, nthreads)
         jobs = self._jobs.get(key)
@@ -57,39 +60,49 @@ class PackedGemm:
             if want > 1 and rows <= n:
                 share = -(-n // want)
                 step = max(64, -(-share // 16) * 16)
-                jobs = [(0, rows, c, min(n, c + step)) for c in range(0, n, step)]
+                table = [(0, rows, c, min(n, c + step)) for c in range(0, n, step)]
             elif want > 1:
                 step = max(16, -(-rows // want))
-                jobs = [(r, min(rows, r + step), 0, n) for r in range(0, rows, step)]
+                table = [(r, min(rows, r + step), 0, n) for r in range(0, rows, step)]
             else:
-                jobs = [(0, rows, 0, n)]
+                table = [(0, rows, 0, n)]
+            jobs = np.array(table, np.int64).reshape(-1, 4)
             if len(self._jobs) < 16:
                 self._jobs[key] = jobs
         return jobs
 
     def __call__(self, a: np.ndarray) -> np.ndarray:
-        """``a`` [rows, K] float32 -> [rows, N] float32."""
+        """``a`` [rows, K] float32 (C-contiguous) -> [rows, N] float32."""
         rows = a.shape[0]
         y = np.empty((rows, self.n), np.float32)
-        yf = y.reshape(-1)
-        b, bias, n = self.b, self.bias, self.n
-        act, a0, a1 = self.act, self.a0, self.a1
-        epilogue = bias.size > 0 or act != 0
-        bias_act = _nb_epi.bias_act if epilogue else None
-        jobs = self.jobs(rows, threads.current_threads())
+        if not par.available():
+            np.matmul(a, self.b.T if self.trans_b else self.b, out=y)
+            if self.bias.size:
+                y += self.bias
+            if self.act:
+                from ..fused import apply_activation
+                from .activations import ACT_CODES
 
-        def job(i: int) -> None:
-            r0, r1, c0, c1 = jobs[i]
-            np.matmul(a[r0:r1, :], b[:, c0:c1], out=y[r0:r1, c0:c1])
-            if epilogue:
-                base = r0 * n + c0
-                bias_act(yf, base, n, r1 - r0, c1 - c0, bias, c0, 1, yf, base, n, False,
-                         act, a0, a1)
-
-        if len(jobs) == 1:
-            job(0)
-        else:
-            threads.parallel_for(len(jobs), job)
+                name = {v: k for k, v in ACT_CODES.items()}[self.act]
+                apply_activation(y, name, [self.a0, self.a1])
+            return y
+        fp, ilp64 = par.blas()
+        if rows == 1:
+            jobs = self.jobs(1, threads.current_threads())
+            par.run("gemv", par.gemv(), ilp64, np.ascontiguousarray(jobs[:, 2:4]),
+                    a.reshape(-1), self.b.reshape(-1), y.reshape(-1), self.bias, self.act,
+                    self.a0, self.a1, self.k, self.n, self.trans_b)
+            return y
+        if self.trans_b and rows <= _SMALL_ROWS:
+            jobs = self.jobs(rows, threads.current_threads())
+            cols = np.ascontiguousarray(jobs[:, 2:4]) if jobs[0, 1] == rows else \
+                np.array([[0, self.n]], np.int64)
+            par.run("gemm_bt_small", fp, ilp64, cols, a.reshape(-1), self.b.reshape(-1),
+                    y.reshape(-1), self.bias, self.act, self.a0, self.a1, self.k, self.n, rows)
+            return y
+        par.run("gemm", fp, ilp64, self.jobs(rows, threads.current_threads()),
+                a.reshape(-1), self.b.reshape(-1), y.reshape(-1), self.bias, self.act,
+                self.a0, self.a1, self.k, self.n, self.trans_b)
         return y
 
 
@@ -156,14 +169,14 @@ def specialize_fused_matmul(ctx: Any, fallback: Callable[..., Any]) -> Callable[
     b = _const2d(ctx, 1)
     if b is None or not _float32_input(ctx):
         return None
-    if attrs.get("transB", 0):
-        b = b.T
+    trans_b = bool(attrs.get("transB", 0))
+    n = b.shape[0] if trans_b else b.shape[1]
     consts = list(ctx.constants) + [None] * 4
     c_source = consts[2]
     has_c = len(ctx.input_types) > 2 and ctx.input_types[2] is not None
     bias = None
     if has_c:
-        bias = _row_vector(c_source, b.shape[1])
+        bias = _row_vector(c_source, n)
         if bias is None:
             return None
     act = attrs.get("activation", "") or ""
@@ -173,7 +186,7 @@ def specialize_fused_matmul(ctx: Any, fallback: Callable[..., Any]) -> Callable[
         code, a0, a1 = act_params(act, attrs.get("activation_params"))
     except ValueError:
         return None
-    packed = PackedGemm(b, bias, code, a0, a1)
+    packed = PackedGemm(b, bias, code, a0, a1, trans_b)
     return _matmul_runner(packed, ctx.constants[1], c_source if has_c else None,
                           lambda A, B, C=None: fallback(A, B, C, **attrs))
 
@@ -186,15 +199,15 @@ def _gemm_runner(ctx: Any, fallback: Callable[..., Any], fused: bool
     b = _const2d(ctx, 1)
     if b is None or not _float32_input(ctx):
         return None
-    if attrs.get("transB", 0):
-        b = b.T
+    trans_b = bool(attrs.get("transB", 0))
+    n = b.shape[0] if trans_b else b.shape[1]
     consts = list(ctx.constants) + [None] * 4
     c_source = consts[2]
     has_c = len(ctx.input_types) > 2 and ctx.input_types[2] is not None
     bias = None
     beta = float(attrs.get("beta", 1.0))
     if has_c:
-        bias = _row_vector(c_source, b.shape[1])
+        bias = _row_vector(c_source, n)
         if bias is None:
             return None
         if beta != 1.0:
@@ -208,7 +221,7 @@ def _gemm_runner(ctx: Any, fallback: Callable[..., Any], fused: bool
             code, a0, a1 = act_params(act, attrs.get("activation_params"))
         except ValueError:
             return None
-    packed = PackedGemm(b, bias, code, a0, a1)
+    packed = PackedGemm(b, bias, code, a0, a1, trans_b)
     b_source = ctx.constants[1]
     c_expected = c_source if has_c else None
 

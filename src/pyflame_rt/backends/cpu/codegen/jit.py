@@ -10,7 +10,7 @@ compilation is happening; nothing is printed from a run. :func:`warmup` compiles
 ahead of time (``pyflame-rt warmup``).
 
 Kernels are compiled ``nogil`` and never use numba's threading layer: parallelism comes from
-:func:`..threads.parallel_for`, which calls a kernel on chunks from several threads.
+the pool of :mod:`..threads`, which runs the drivers of ``_nb_par.py`` on several threads.
 """
 
 from __future__ import annotations
@@ -27,15 +27,14 @@ from typing import Any
 
 from .. import threads as _threads  # noqa: F401 - points numba's cache dir before import
 
-__all__ = ["KERNEL_MODULES", "announce_if_cold", "lazy_import", "njit", "njit_variants",
-           "warmup"]
+__all__ = ["KERNEL_MODULES", "announce_if_cold", "lazy_import", "njit", "warmup"]
 
 _log = logging.getLogger("pyflame_rt")
 _announced = False
 
 #: Modules of numba kernels, each with a ``warm()`` that compiles its signatures.
 KERNEL_MODULES = ("_nb_vmath", "_nb_epilogue", "_nb_conv", "_nb_wino", "_nb_pool", "_nb_norm",
-                  "_nb_blas", "_nb_par")
+                  "_nb_sync", "_nb_par")
 
 
 def lazy_import(name: str) -> ModuleType:
@@ -67,22 +66,6 @@ def njit(*args: Any, **kwargs: Any) -> Any:
     kwargs.setdefault("error_model", "numpy")
     kwargs.setdefault("boundscheck", False)
     return numba.njit(*args, **kwargs)
-
-
-def njit_variants(fn: Any) -> tuple[Any, Any]:
-    """(parallel, serial) numba versions of ``fn``, whose ``prange`` loops run on numba's
-    threads in the first and as plain loops in the second (one thread: no fork/join cost).
-
-    The serial one is compiled from a copy of the function with its own name, so the two
-    never share an entry of numba's on-disk cache (whose keys ignore ``parallel``).
-    """
-    import types as _types
-
-    serial_fn = _types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                                    fn.__defaults__, fn.__closure__)
-    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
-    serial_fn.__module__ = fn.__module__
-    return njit(parallel=True)(fn), njit(serial_fn)
 
 
 def announce_if_cold(*dispatchers: Any) -> None:

@@ -2,17 +2,19 @@
 
 Each tactic turns (geometry, packed weights, epilogue) into a ``run(x, bias, z) -> y``
 closure; the chooser (:mod:`.chooser`) times the applicable ones on the real shapes. All of
-them apply the epilogue ``act(y + bias (+ z))`` on output tiles that are still in cache, and
-split their work into jobs for :func:`..threads.parallel_for`:
+them apply the epilogue ``act(y + bias (+ z))`` on output tiles that are still in cache. The
+work is cut into jobs (int64 tables built once per shape) that a numba kernel of
+``codegen/_nb_par.py`` runs on the session's threads, each job entirely in nopython code
+(gather, cblas ``sgemm``, epilogue):
 
 * ``gemm``: 1x1 stride-1 unpadded convolutions are ``W[g] @ X[n, g]``; jobs are column
   (pixel) blocks, or row (channel) blocks when the image is small.
-* ``im2col``: per job, the patches of a block of output pixels are gathered (pads as zeros,
-  never materialized) into a per-thread buffer sized for the L2 cache, multiplied by the
+* ``im2col``: per job, the patches of a block of output rows are gathered from the
+  zero-padded input into a job-local buffer sized for the L2 cache, multiplied by the
   group's weights straight into the output (BLAS writes a strided block), then the epilogue.
-  ``tile`` sets the block width.
-* ``im2col_full``: for small images: the whole patch matrix is gathered first (jobs over
-  channels), then the GEMM is split over output channels.
+  ``tile`` sets the block size (in output pixels).
+* ``im2col_full``: for small images: one job per (image, group, block of output channels)
+  gathers the whole patch matrix (cheap next to the GEMM it feeds).
 * ``depthwise``: one input channel per group (MobileNet): a direct loop per output plane.
 * ``winograd``: F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (:mod:`.winograd`).
 * ``reference``: ``nn.py``'s numpy im2col convolution, then a numpy epilogue; always
@@ -27,15 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import threads
-from ..codegen import kernels
+from ..codegen import par
 from ..codegen.scratch import scratch
 from .geometry import ConvGeometry, split_range
 
 __all__ = ["TACTICS", "Epilogue", "PackedWeights", "Tactic", "applicable_tactics"]
-
-_nb_conv = kernels("conv")
-_nb_epi = kernels("epilogue")
 
 #: Bytes of im2col patches per job: about half of a 2 MiB L2 (the GEMM streams through it).
 _TILE_BYTES = 1 << 20
@@ -111,38 +109,28 @@ def _parts_per_image(geo: ConvGeometry, nthreads: int) -> int:
 
 
 def _build_gemm(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads: int) -> Run:
-    n, g, cg, mg, p, m = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m
-    wg = pack.wg
+    n, g, mg, p, m = geo.n, geo.g, geo.mg, geo.p, geo.m
     parts = _parts_per_image(geo, nthreads)
-    jobs: list[tuple[int, int, int, int, int, int]] = []  # n, g, m0, m1, p0, p1
+    rows: list[tuple[int, int, int, int, int, int]] = []  # n, g, m0, m1, p0, p1
     for b in range(n):
         for gi in range(g):
             if parts > 1 and p < _MIN_TILE * parts and mg >= 8 * parts:
                 for m0, m1 in split_range(mg, parts, 8):
-                    jobs.append((b, gi, m0, m1, 0, p))
+                    rows.append((b, gi, m0, m1, 0, p))
             else:
                 for p0, p1 in split_range(p, parts, 16, _MIN_TILE):
-                    jobs.append((b, gi, 0, mg, p0, p1))
-    act, a0, a1 = epi.act, epi.a0, epi.a1
+                    rows.append((b, gi, 0, mg, p0, p1))
+    jobs = np.array(rows, np.int64).reshape(-1, 6)
+    w = pack.flat
+    args = (epi.act, epi.a0, epi.a1, geo.c, m, p, g)
 
     def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        xg = x.reshape(n, g, cg, p)
-        y = np.empty((n, m, p), np.float32)
+        fp, ilp64 = par.blas()
+        y = np.empty((n, m, geo.oh, geo.ow), np.float32)
         yf = y.reshape(-1)
-        zf = yf if z is None else z.reshape(-1)
-        has_z = z is not None
-        bias_act = _nb_epi.bias_act
-
-        def job(i: int) -> None:
-            b, gi, m0, m1, p0, p1 = jobs[i]
-            r0 = gi * mg + m0
-            np.matmul(wg[gi, m0:m1], xg[b, gi, :, p0:p1], out=y[b, r0:r0 + m1 - m0, p0:p1])
-            base = (b * m + r0) * p + p0
-            bias_act(yf, base, p, m1 - m0, p1 - p0, bias, r0, 0, zf, base, p, has_z,
-                     act, a0, a1)
-
-        threads.parallel_for(len(jobs), job)
-        return y.reshape(n, m, geo.oh, geo.ow)
+        par.run("conv_gemm", fp, ilp64, jobs, w, x.reshape(-1), yf, bias,
+                yf if z is None else z.reshape(-1), z is not None, *args)
+        return y
 
     return run
 
@@ -157,10 +145,15 @@ def default_tile(geo: ConvGeometry) -> int:
     return min(t, geo.p)
 
 
-def _padded(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """``x`` with the zero padding every window needs (``x`` itself when it needs none)."""
+def _pad_dims(geo: ConvGeometry) -> tuple[int, int]:
     hp = max(geo.h + geo.pt, (geo.oh - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1)
     wp = max(geo.w + geo.pl, (geo.ow - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1)
+    return hp, wp
+
+
+def _padded(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """``x`` with the zero padding every window needs (``x`` itself when it needs none)."""
+    hp, wp = _pad_dims(geo)
     if not geo.pt and not geo.pl and hp == geo.h and wp == geo.w:
         return x
     n, c, h, w, pt, pl = geo.n, geo.c, geo.h, geo.w, geo.pt, geo.pl
@@ -170,102 +163,54 @@ def _padded(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     xp[:, :, pt + h:] = 0
     xp[:, :, pt:pt + h, :pl] = 0
     xp[:, :, pt:pt + h, pl + w:] = 0
-    xp[:, :, pt:pt + h, pl:pl + w] = x
+    xp[:, :, pt:pt + h, pl:pl + w] = x[:, :, :hp - pt, :wp - pl]
     return xp
 
 
-def _windows(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """The (N, C, kh, kw, OH, OW) strided view of every kernel tap's input pixels.
+def _im2col_runner(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
+                   rows: list[tuple[int, int, int, int, int, int]]) -> Run:
+    jobs = np.array(rows, np.int64).reshape(-1, 6)  # n, g, q0, q1, m0, m1
+    hp, wp = _pad_dims(geo)
+    w = pack.flat
+    n, m = geo.n, geo.m
+    args = (epi.act, epi.a0, epi.a1, geo.c, m, geo.g, hp, wp, geo.kh, geo.kw, geo.sh, geo.sw,
+            geo.dh, geo.dw, geo.oh, geo.ow)
 
-    Built with the ndarray constructor: ``sliding_window_view`` costs ~20 us of argument
-    checking per call, as much as a small convolution.
-    """
-    sn, sc, sh, sw = xp.strides
-    return np.ndarray((geo.n, geo.c, geo.kh, geo.kw, geo.oh, geo.ow), np.float32, xp.data, 0,
-                      (sn, sc, sh * geo.dh, sw * geo.dw, sh * geo.sh, sw * geo.sw))
+    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        fp, ilp64 = par.blas()
+        xp = _padded(x, geo)
+        y = np.empty((n, m, geo.oh, geo.ow), np.float32)
+        yf = y.reshape(-1)
+        par.run("conv_im2col", fp, ilp64, jobs, w, xp.reshape(-1), yf, bias,
+                yf if z is None else z.reshape(-1), z is not None, *args)
+        return y
+
+    return run
 
 
 def _build_im2col(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads: int,
                   tile: int) -> Run:
-    n, g, cg, mg, p, m, k = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m, geo.k
     oh, ow = geo.oh, geo.ow
-    wg = pack.wg
-    tile = min(tile or default_tile(geo), p)
+    tile = min(tile or default_tile(geo), geo.p)
     parts = _parts_per_image(geo, nthreads)
     if parts > 1:
         # Enough jobs to keep every thread busy.
-        tile = min(tile, max(_MIN_TILE, -(-p // parts)))
-    rows = max(1, min(oh, round(tile / ow)))  # jobs are whole output rows
-    jobs = [(b, gi, r0, min(oh, r0 + rows)) for b in range(n) for gi in range(g)
-            for r0 in range(0, oh, rows)]
-    act, a0, a1 = epi.act, epi.a0, epi.a1
-
-    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        win = _windows(_padded(x, geo), geo)
-        y = np.empty((n, m, p), np.float32)
-        yf = y.reshape(-1)
-        zf = yf if z is None else z.reshape(-1)
-        has_z = z is not None
-        bias_act = _nb_epi.bias_act
-
-        def job(i: int) -> None:
-            b, gi, q0, q1 = jobs[i]
-            t = (q1 - q0) * ow
-            p0 = q0 * ow
-            buf = scratch("im2col", k * t)
-            np.copyto(buf.reshape(cg, geo.kh, geo.kw, q1 - q0, ow),
-                      win[b, gi * cg:(gi + 1) * cg, :, :, q0:q1])
-            r0 = gi * mg
-            np.matmul(wg[gi], buf.reshape(k, t), out=y[b, r0:r0 + mg, p0:p0 + t])
-            base = (b * m + r0) * p + p0
-            bias_act(yf, base, p, mg, t, bias, r0, 0, zf, base, p, has_z, act, a0, a1)
-
-        threads.parallel_for(len(jobs), job)
-        return y.reshape(n, m, oh, ow)
-
-    return run
+        tile = min(tile, max(_MIN_TILE, -(-geo.p // parts)))
+    step = max(1, min(oh, round(tile / ow)))  # jobs are whole output rows
+    rows = [(b, gi, q0, min(oh, q0 + step), 0, geo.mg) for b in range(geo.n)
+            for gi in range(geo.g) for q0 in range(0, oh, step)]
+    return _im2col_runner(geo, pack, epi, rows)
 
 
 def _build_im2col_full(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
                        nthreads: int) -> Run:
-    n, g, cg, mg, p, m, k = geo.n, geo.g, geo.cg, geo.mg, geo.p, geo.m, geo.k
-    wg = pack.wg
-    taps = geo.kh * geo.kw
-    cparts = split_range(cg, _jobs(cg, nthreads, cg * taps * p * 4), 1)
-    mparts = split_range(mg, _jobs(mg, nthreads, mg * k * p), 8)
-    act, a0, a1 = epi.act, epi.a0, epi.a1
-
-    def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        win = _windows(_padded(x, geo), geo)
-        y = np.empty((n, m, p), np.float32)
-        yf = y.reshape(-1)
-        zf = yf if z is None else z.reshape(-1)
-        has_z = z is not None
-        bias_act = _nb_epi.bias_act
-        buf = scratch("im2col_full", k * p)  # the caller's: shared by this call's jobs
-        cols = buf.reshape(k, p)
-        cols5 = buf.reshape(cg, geo.kh, geo.kw, geo.oh, geo.ow)
-        for b in range(n):
-            for gi in range(g):
-                src = win[b, gi * cg:(gi + 1) * cg]
-
-                def gather(i: int, src: np.ndarray = src) -> None:
-                    c0, c1 = cparts[i]
-                    np.copyto(cols5[c0:c1], src[c0:c1])
-
-                def multiply(i: int, b: int = b, gi: int = gi) -> None:
-                    m0, m1 = mparts[i]
-                    r0 = gi * mg + m0
-                    np.matmul(wg[gi, m0:m1], cols, out=y[b, r0:r0 + m1 - m0])
-                    base = (b * m + r0) * p
-                    bias_act(yf, base, p, m1 - m0, p, bias, r0, 0, zf, base, p, has_z,
-                             act, a0, a1)
-
-                threads.parallel_for(len(cparts), gather)
-                threads.parallel_for(len(mparts), multiply)
-        return y.reshape(n, m, geo.oh, geo.ow)
-
-    return run
+    # One job per (image, group, block of output channels); each gathers all the patches,
+    # which costs 1 / (rows of its block) of its GEMM.
+    parts = max(1, -(-_jobs(geo.mg, nthreads, geo.flops // 2) // (geo.n * geo.g)))
+    mparts = split_range(geo.mg, parts, 8, 16)
+    rows = [(b, gi, 0, geo.oh, m0, m1) for b in range(geo.n) for gi in range(geo.g)
+            for m0, m1 in mparts]
+    return _im2col_runner(geo, pack, epi, rows)
 
 
 # -- depthwise ------------------------------------------------------------------------------
@@ -274,28 +219,19 @@ def _build_im2col_full(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
 def _build_depthwise(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
                      nthreads: int) -> Run:
     n, m = geo.n, geo.m
-    mult = geo.mg
     planes = n * m
     work = planes * geo.p * geo.kh * geo.kw
-    parts = split_range(planes, _jobs(planes, nthreads, work * 4), 1)
+    parts = np.array(split_range(planes, _jobs(planes, nthreads, work * 4), 1),
+                     np.int64).reshape(-1, 2)
     wflat = pack.flat
-    act, a0, a1 = epi.act, epi.a0, epi.a1
-    dims = (m, mult, geo.h, geo.w, geo.oh, geo.ow, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh,
-            geo.dw, geo.pt, geo.pl)
+    dims = (m, geo.mg, geo.h, geo.w, geo.oh, geo.ow, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh,
+            geo.dw, geo.pt, geo.pl, epi.act, epi.a0, epi.a1)
 
     def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        xf = x.reshape(-1)
         y = np.empty((n, m, geo.oh, geo.ow), np.float32)
         yf = y.reshape(-1)
-        zf = yf if z is None else z.reshape(-1)
-        has_z = z is not None
-        dw = _nb_conv.depthwise2d
-
-        def job(i: int) -> None:
-            q0, q1 = parts[i]
-            dw(xf, wflat, bias, yf, zf, has_z, q0, q1, *dims, act, a0, a1)
-
-        threads.parallel_for(len(parts), job)
+        par.run("conv_depthwise", parts, x.reshape(-1), wflat, bias, yf,
+                yf if z is None else z.reshape(-1), z is not None, *dims)
         return y
 
     return run
@@ -366,6 +302,8 @@ def build(tactic: Tactic, geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
           nthreads: int) -> Run:
     """The ``run(x, bias, z)`` closure of ``tactic`` for ``geo``."""
     name = tactic.name
+    if name != "reference" and not par.available():
+        name = "reference"  # no numba kernels (no BLAS found): numpy only
     if name == "gemm":
         return _build_gemm(geo, pack, epi, nthreads)
     if name == "im2col":

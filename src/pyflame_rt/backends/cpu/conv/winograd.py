@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import threads
-from ..codegen import kernels
+from ..codegen import par
 from ..codegen.scratch import scratch
 from .geometry import ConvGeometry, split_range
 
 __all__ = ["build_winograd", "transform_weights", "winograd_matrices"]
 
-_nb_epi = kernels("epilogue")
-_nb_wino = kernels("wino")
-
-_EMPTY = np.zeros(0, np.float32)
 
 #: Fewest tiles in a block that a thread handles alone.
 _MIN_BLOCK_TILES = 32
@@ -64,9 +59,14 @@ def winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
     """U[(i, j), M, C] = (G w[M, C] G^T)[i, j], float32 (computed in float64)."""
     _, g, _ = winograd_matrices(m)
-    u = np.einsum("ik,mckl,jl->ijmc", g, w.astype(np.float64), g)
+    mo, c = w.shape[:2]
     a = m + 2
-    return np.ascontiguousarray(u.reshape(a * a, w.shape[0], w.shape[1]), dtype=np.float32)
+    mc = mo * c
+    # Two large GEMMs (tiny inner dimension) instead of M*C small ones.
+    t = w.reshape(mc * 3, 3).astype(np.float64) @ g.T  # t[(mc, k), j] = (w G^T)[k, j]
+    u = g @ t.reshape(mc, 3, a).transpose(1, 0, 2).reshape(3, mc * a)  # [i, (mc, j)]
+    u = u.reshape(a, mo, c, a).transpose(0, 3, 1, 2)  # [i, j, M, C]
+    return np.ascontiguousarray(u.reshape(a * a, mo, c), dtype=np.float32)
 
 
 def _segments(r0: int, r1: int, th: int, tw: int) -> list[tuple[int, int, int, int]]:
@@ -78,6 +78,10 @@ def _segments(r0: int, r1: int, th: int, tw: int) -> list[tuple[int, int, int, i
         segs.append((b, a, e, off))
         off += (e - a) * tw
     return segs
+
+
+def _table(rows: list, width: int) -> np.ndarray:
+    return np.array(rows, np.int64).reshape(-1, width)
 
 
 def _lead(cols: int) -> int:
@@ -99,7 +103,6 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
     a = m + 2
     a2 = a * a
     n, c, mo, oh, ow = geo.n, geo.c, geo.m, geo.oh, geo.ow
-    p = oh * ow
     th, tw = -(-oh // m), -(-ow // m)
     hp, wp = th * m + 2, tw * m + 2
     # Blocks of whole tile rows (across the batch: global row b * th + tr), sized so that
@@ -118,10 +121,18 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
     # Phases are split over the threads only when each has enough work for it.
     macs = a2 * mo * c * th * tw * n // len(blocks)
     inner = 1 if serial_blocks or macs < _MIN_PHASED_MACS * nthreads else nthreads
-    cparts = split_range(c, max(1, min(inner, c // 8)), 1)
-    eparts = split_range(a2, inner, 1)
-    mparts = split_range(mo, max(1, min(inner, mo // 8)), 8)
-    act, a0, a1 = epi.act, epi.a0, epi.a1
+    cparts = _table(split_range(c, max(1, min(inner, c // 8)), 1), 2)
+    eparts = _table(split_range(a2, inner, 1), 2)
+    mparts = _table(split_range(mo, max(1, min(inner, mo // 8)), 8), 2)
+    segs = _table([seg for block in blocks for seg in block], 4)
+    table, first = [], 0
+    for block in blocks:
+        last = block[-1]
+        table.append((first, first + len(block), last[3] + (last[2] - last[1]) * tw))
+        first += len(block)
+    block_table = _table(table, 3)
+    phased = not serial_blocks
+    epi_args = (epi.act, epi.a0, epi.a1)
 
     def pad(x: np.ndarray) -> np.ndarray:
         xp = scratch("wino_pad", n * c * hp * wp).reshape(n, c, hp, wp)
@@ -135,61 +146,21 @@ def build_winograd(geo: ConvGeometry, pack, epi, nthreads: int, m: int):
         xp[:, :, pt:pt + h, pl:pl + w] = x[:, :, :hp - pt, :wp - pl]
         return xp
 
+    t_max = max(row[2] for row in table)
+    ld_in, ld_out = _lead(c * t_max), _lead(mo * t_max)
+    dummy = np.zeros((1, 1), np.float32)
+
     def run(x: np.ndarray, bias: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        xp = pad(x)
-        y = np.empty((n, mo, p), np.float32)
-        yf = y.reshape(-1)
-        zf = yf if z is None else z.reshape(-1)
-        has_z = z is not None
-        bias_act = _nb_epi.bias_act
-        t_in = getattr(_nb_wino, f"wino{m}_in")
-        t_out = getattr(_nb_wino, f"wino{m}_out")
-        y4 = y.reshape(n, mo, oh, ow)
-
-        def block(segs: list[tuple[int, int, int, int]], phased: bool) -> None:
-            t = segs[-1][3] + (segs[-1][2] - segs[-1][1]) * tw
-            ld_in, ld_out = _lead(c * t), _lead(mo * t)
-            v2 = scratch("wino_v", a2 * ld_in).reshape(a2, ld_in)
-            prod2 = scratch("wino_m", a2 * ld_out).reshape(a2, ld_out)
-            v = v2[:, :c * t].reshape(a2, c, t)
-            prod = prod2[:, :mo * t].reshape(a2, mo, t)
-
-            def transform_in(i: int) -> None:
-                c0, c1 = cparts[i]
-                for b, r0, r1, off in segs:
-                    t_in(xp[b], v2, c0, c1, r0, r1, tw, t, off)
-
-            def multiply(i: int) -> None:
-                e0, e1 = eparts[i]
-                np.matmul(u[e0:e1], v[e0:e1], out=prod[e0:e1])
-
-            def transform_out(i: int) -> None:
-                m0, m1 = mparts[i]
-                for b, r0, r1, off in segs:
-                    t_out(prod2[:, m0 * t:], y4[b], m0, m1, r0, r1, tw, t, off, oh, ow, bias)
-                    if has_z or act:
-                        y0, y1 = r0 * m, min(oh, r1 * m)
-                        base = (b * mo + m0) * p + y0 * ow
-                        bias_act(yf, base, p, m1 - m0, (y1 - y0) * ow, _EMPTY, 0, 0, zf, base,
-                                 p, has_z, act, a0, a1)
-
-            if phased:
-                threads.parallel_for(len(cparts), transform_in)
-                threads.parallel_for(len(eparts), multiply)
-                threads.parallel_for(len(mparts), transform_out)
-            else:
-                for i in range(len(cparts)):
-                    transform_in(i)
-                for i in range(len(eparts)):
-                    multiply(i)
-                for i in range(len(mparts)):
-                    transform_out(i)
-
-        if serial_blocks:
-            threads.parallel_for(len(blocks), lambda i: block(blocks[i], False))
+        fp, ilp64 = par.blas()
+        y = np.empty((n, mo, oh, ow), np.float32)
+        if phased:
+            v = scratch("wino_v", a2 * ld_in).reshape(a2, ld_in)
+            prod = scratch("wino_m", a2 * ld_out).reshape(a2, ld_out)
         else:
-            for segs in blocks:
-                block(segs, True)
-        return y4
+            v = prod = dummy
+        par.run("winograd", fp, ilp64, m, pad(x), u, y, bias, y if z is None else z,
+                z is not None, *epi_args, segs, block_table, phased, cparts, eparts, mparts, tw,
+                v, prod)
+        return y
 
     return run

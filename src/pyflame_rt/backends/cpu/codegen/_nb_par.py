@@ -1,0 +1,465 @@
+"""Whole parallel kernels: every job -- gather, GEMM (cblas), epilogue -- in nopython code.
+
+Handing a job to a Python thread costs a GIL hand-off and a thread wake-up, ~100 us in this
+VM (measured), as much as a small convolution; OpenMP-style fork/join (numba's ``prange``)
+costs ~2 us but waits at its barrier for every thread, ~8 ms whenever another process holds
+a core. So each kernel here is a *driver* that the pool of :mod:`..threads` calls on every
+thread at once, with the same arguments: the threads claim job numbers from ``ctrl[0]`` with
+an atomic fetch-and-add, count finished jobs in ``ctrl[1]``, and the caller (``gen > 0``)
+publishes ``gen`` in ``flags[0]`` once it holds no GIL (the workers spin on it) and at the end
+waits only for jobs a worker has *started* -- a worker the OS has not scheduled yet claims
+nothing and is waited for by nobody. Jobs call the BLAS ``sgemm`` through :mod:`._nb_blas`.
+
+Drivers take ``(ctrl, flags, gen, ...)``; arrays are flat float32 buffers unless said
+otherwise; job tables are int64 arrays built once per shape on the Python side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._nb_blas import sgemm, sgemv
+from ._nb_conv import depthwise2d
+from ._nb_epilogue import act_row, bias_act
+from ._nb_norm import bias_gelu, layer_norm, masked_softmax, skip_layer_norm
+from ._nb_pool import pool2d
+from ._nb_sync import fetch_add, load, pause, store
+from ._nb_wino import wino2_in, wino2_out, wino4_in, wino4_out
+from .jit import announce_if_cold, njit
+
+__all__ = ["DRIVERS", "mark_done", "warm"]
+
+
+@njit
+def _claim(ctrl, flags, gen):
+    """The next job number (the caller publishes its task first)."""
+    return fetch_add(ctrl, 0, 1)
+
+
+@njit
+def _done(ctrl):
+    fetch_add(ctrl, 1, 1)
+
+
+@njit
+def _start(flags, gen):
+    if gen > 0:
+        store(flags, 0, gen)
+
+
+@njit
+def _finish(ctrl, n, gen):
+    """The caller waits for the jobs other threads started (spinning, without the GIL)."""
+    if gen > 0:
+        while load(ctrl, 1) < n:
+            pause()
+
+
+@njit
+def mark_done(ctrl):
+    """Count one job as finished (a worker whose job raised, so that nobody waits forever)."""
+    fetch_add(ctrl, 1, 1)
+
+
+# -- convolution: 1x1 as GEMM --------------------------------------------------------------
+
+@njit
+def conv_gemm(ctrl, flags, gen, fp, ilp64, jobs, w, x, y, bias, z, has_z, act, a0, a1, c, m, p,
+              g):
+    """Jobs (image, group, m0, m1, p0, p1): Y[b, g, m0:m1, p0:p1] = W[g, m0:m1] @
+    X[b, g, :, p0:p1], then act(y + bias (+ z))."""
+    _start(flags, gen)
+    cg = c // g
+    mg = m // g
+    n = jobs.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        b, gi, m0, m1, p0, p1 = jobs[j, 0], jobs[j, 1], jobs[j, 2], jobs[j, 3], jobs[j, 4], \
+            jobs[j, 5]
+        r0 = gi * mg + m0
+        base = (b * m + r0) * p + p0
+        sgemm(fp, ilp64, 0, m1 - m0, p1 - p0, cg, w, r0 * cg, cg, x,
+              (b * c + gi * cg) * p + p0, p, y, base, p, 0.0)
+        bias_act(y, base, p, m1 - m0, p1 - p0, bias, r0, 0, z, base, p, has_z, act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+# -- convolution: im2col + GEMM --------------------------------------------------------------
+
+@njit
+def _gather(xp, xbase, cg, hp, wp, kh_, kw_, sh, sw, dh, dw, ow_, q0, q1, buf):
+    """buf[(c, kh, kw), (oh - q0) * OW + ow] = xp[c, oh * sh + kh * dh, ow * sw + kw * dw]
+    for output rows [q0, q1) of the zero-padded image planes at ``xbase``."""
+    t = (q1 - q0) * ow_
+    for c in range(cg):
+        cb = xbase + c * hp * wp
+        for kh in range(kh_):
+            for kw in range(kw_):
+                row = ((c * kh_ + kh) * kw_ + kw) * t
+                for oh in range(q0, q1):
+                    src0 = cb + (oh * sh + kh * dh) * wp + kw * dw
+                    dst = buf[row + (oh - q0) * ow_:row + (oh - q0 + 1) * ow_]
+                    if sw == 1:
+                        src = xp[src0:src0 + ow_]
+                        for o in range(ow_):
+                            dst[o] = src[o]
+                    else:
+                        src2 = xp[src0:src0 + (ow_ - 1) * sw + 1]
+                        for o in range(ow_):
+                            dst[o] = src2[o * sw]
+
+
+@njit
+def conv_im2col(ctrl, flags, gen, fp, ilp64, jobs, w, xp, y, bias, z, has_z, act, a0, a1, c, m,
+                g, hp, wp, kh_, kw_, sh, sw, dh, dw, oh_, ow_):
+    """Jobs (image, group, q0, q1, m0, m1): gather the patches of output rows [q0, q1) of
+    the padded image ``xp`` [N, C, hp, wp] into a job-local buffer, multiply by the group's
+    weight rows [m0, m1) straight into Y, then the epilogue."""
+    _start(flags, gen)
+    cg = c // g
+    mg = m // g
+    k = cg * kh_ * kw_
+    p = oh_ * ow_
+    n = jobs.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        b, gi, q0, q1, m0, m1 = jobs[j, 0], jobs[j, 1], jobs[j, 2], jobs[j, 3], jobs[j, 4], \
+            jobs[j, 5]
+        t = (q1 - q0) * ow_
+        buf = np.empty(k * t, np.float32)
+        _gather(xp, (b * c + gi * cg) * hp * wp, cg, hp, wp, kh_, kw_, sh, sw, dh, dw, ow_,
+                q0, q1, buf)
+        r0 = gi * mg + m0
+        base = (b * m + r0) * p + q0 * ow_
+        sgemm(fp, ilp64, 0, m1 - m0, t, k, w, r0 * k, k, buf, 0, t, y, base, p, 0.0)
+        bias_act(y, base, p, m1 - m0, t, bias, r0, 0, z, base, p, has_z, act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+# -- depthwise and pooling: blocks of planes -------------------------------------------------
+
+@njit
+def conv_depthwise(ctrl, flags, gen, parts, x, wt, bias, y, z, has_z, m_, mult, h, w, oh_, ow_,
+                   kh_, kw_, sh, sw, dh, dw, ph, pw, act, a0, a1):
+    """Parts (q0, q1) of output planes, each by the serial depthwise kernel."""
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        depthwise2d(x, wt, bias, y, z, has_z, parts[j, 0], parts[j, 1], m_, mult, h, w, oh_,
+                    ow_, kh_, kw_, sh, sw, dh, dw, ph, pw, act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+@njit
+def pool(ctrl, flags, gen, parts, x, y, h, w, oh_, ow_, kh_, kw_, sh, sw, dh, dw, pt, pl, hp, wp,
+         is_max, cnt_h, cnt_w):
+    """Parts (q0, q1) of planes, each by the serial pooling kernel."""
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        pool2d(x, y, parts[j, 0], parts[j, 1], h, w, oh_, ow_, kh_, kw_, sh, sw, dh, dw, pt, pl,
+               hp, wp, is_max, cnt_h, cnt_w)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+# -- Winograd --------------------------------------------------------------------------------
+
+@njit
+def _lead(cols):
+    ld = (cols + 15) // 16 * 16
+    return ld if (ld // 16) % 2 else ld + 16
+
+
+@njit
+def _wino_in(mm, xp, v, c0, c1, segs, s0, s1, tw, t):
+    for s in range(s0, s1):
+        if mm == 4:
+            wino4_in(xp[segs[s, 0]], v, c0, c1, segs[s, 1], segs[s, 2], tw, t, segs[s, 3])
+        else:
+            wino2_in(xp[segs[s, 0]], v, c0, c1, segs[s, 1], segs[s, 2], tw, t, segs[s, 3])
+
+
+@njit
+def _wino_out(mm, prod, y, m0, m1, segs, s0, s1, tw, t, bias, z, has_z, act, a0, a1):
+    mo = y.shape[1]
+    oh_ = y.shape[2]
+    ow_ = y.shape[3]
+    p = oh_ * ow_
+    yf = y.reshape(-1)
+    zf = z.reshape(-1)
+    empty = np.zeros(0, np.float32)
+    for s in range(s0, s1):
+        b, ra, rb, off = segs[s, 0], segs[s, 1], segs[s, 2], segs[s, 3]
+        if mm == 4:
+            wino4_out(prod, m0 * t, y[b], m0, m1, ra, rb, tw, t, off, oh_, ow_, bias)
+        else:
+            wino2_out(prod, m0 * t, y[b], m0, m1, ra, rb, tw, t, off, oh_, ow_, bias)
+        if has_z or act != 0:
+            y0 = ra * mm
+            y1 = min(oh_, rb * mm)
+            base = (b * mo + m0) * p + y0 * ow_
+            bias_act(yf, base, p, m1 - m0, (y1 - y0) * ow_, empty, 0, 0, zf, base, p, has_z,
+                     act, a0, a1)
+
+
+@njit
+def _wino_multiply(fp, ilp64, u, v, prod, e0, e1, c, mo, t):
+    for e in range(e0, e1):
+        sgemm(fp, ilp64, 0, mo, t, c, u, e * mo * c, c, v, e * v.shape[1], t, prod,
+              e * prod.shape[1], t, 0.0)
+
+
+@njit
+def winograd(ctrl, flags, gen, fp, ilp64, mm, xp, u, y, bias, z, has_z, act, a0, a1, segs,
+             blocks, phased, cparts, eparts, mparts, tw, v, prod):
+    """Winograd F(mm x mm, 3x3) over blocks of tile rows. ``segs`` are (image, first row, end
+    row, first tile) pieces, ``blocks`` (first piece, end piece, tiles) rows.
+
+    Whole blocks are the jobs (buffers job-local), or, ``phased``, every block is three
+    phases of jobs -- input transforms by channel part, products by tap part, output
+    transforms by output-channel part -- in the shared buffers ``v`` [(mm+2)^2, >= C * tiles]
+    and ``prod`` [(mm+2)^2, >= M * tiles] (their row length is the leading dimension), a job
+    starting only when every job of the previous phases has finished.
+    """
+    _start(flags, gen)
+    c = xp.shape[1]
+    mo = y.shape[1]
+    a2 = (mm + 2) * (mm + 2)
+    nc, ne, nm = cparts.shape[0], eparts.shape[0], mparts.shape[0]
+    per_block = nc + ne + nm
+    n = blocks.shape[0] * per_block if phased else blocks.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        if phased:
+            bl = j // per_block
+            r = j - bl * per_block
+            s0, s1, t = blocks[bl, 0], blocks[bl, 1], blocks[bl, 2]
+            first = bl * per_block
+            if r < nc:
+                start = first
+            elif r < nc + ne:
+                start = first + nc
+            else:
+                start = first + nc + ne
+            while load(ctrl, 1) < start:  # the previous phases are still running
+                pause()
+            if r < nc:
+                _wino_in(mm, xp, v, cparts[r, 0], cparts[r, 1], segs, s0, s1, tw, t)
+            elif r < nc + ne:
+                _wino_multiply(fp, ilp64, u, v, prod, eparts[r - nc, 0], eparts[r - nc, 1], c,
+                               mo, t)
+            else:
+                i = r - nc - ne
+                _wino_out(mm, prod, y, mparts[i, 0], mparts[i, 1], segs, s0, s1, tw, t, bias, z,
+                          has_z, act, a0, a1)
+        else:
+            s0, s1, t = blocks[j, 0], blocks[j, 1], blocks[j, 2]
+            vb = np.empty((a2, _lead(c * t)), np.float32)
+            pb = np.empty((a2, _lead(mo * t)), np.float32)
+            _wino_in(mm, xp, vb, 0, c, segs, s0, s1, tw, t)
+            _wino_multiply(fp, ilp64, u, vb, pb, 0, a2, c, mo, t)
+            _wino_out(mm, pb, y, 0, mo, segs, s0, s1, tw, t, bias, z, has_z, act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+# -- GEMM with packed weights ----------------------------------------------------------------
+
+@njit
+def gemm(ctrl, flags, gen, fp, ilp64, jobs, a, b, y, bias, act, a0, a1, k, n_cols, trans_b):
+    """Jobs (r0, r1, c0, c1): Y[r0:r1, c0:c1] = A[r0:r1] @ B'[:, c0:c1], then act(y + bias);
+    B' = B [K, N], or B^T for ``trans_b`` with B [N, K]."""
+    _start(flags, gen)
+    empty = np.zeros(0, np.float32)
+    n = jobs.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        r0, r1, c0, c1 = jobs[j, 0], jobs[j, 1], jobs[j, 2], jobs[j, 3]
+        base = r0 * n_cols + c0
+        if trans_b:
+            sgemm(fp, ilp64, 1, r1 - r0, c1 - c0, k, a, r0 * k, k, b, c0 * k, k, y, base,
+                  n_cols, 0.0)
+        else:
+            sgemm(fp, ilp64, 0, r1 - r0, c1 - c0, k, a, r0 * k, k, b, c0, n_cols, y, base,
+                  n_cols, 0.0)
+        if bias.size > 0 or act != 0:
+            bias_act(y, base, n_cols, r1 - r0, c1 - c0, bias, c0, 1, empty, 0, 0, False, act,
+                     a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+@njit
+def gemm_bt_small(ctrl, flags, gen, fp, ilp64, jobs, a, b, y, bias, act, a0, a1, k, n_cols,
+                  rows):
+    """Few rows times a transposed B [N, K]: jobs (c0, c1) compute Y[:, c0:c1]^T =
+    B[c0:c1] @ A^T (BLAS packs the thin A instead of a transposed B, ~2x faster for up to a
+    few dozen rows; one row becomes a GEMV), then transpose into Y and the epilogue."""
+    _start(flags, gen)
+    empty = np.zeros(0, np.float32)
+    n = jobs.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        c0, c1 = jobs[j, 0], jobs[j, 1]
+        cols = c1 - c0
+        t = np.empty(cols * rows, np.float32)
+        sgemm(fp, ilp64, 1, cols, rows, k, b, c0 * k, k, a, 0, k, t, 0, rows, 0.0)
+        for r in range(rows):
+            dst = y[r * n_cols + c0:r * n_cols + c1]
+            for i in range(cols):
+                dst[i] = t[i * rows + r]
+        if bias.size > 0 or act != 0:
+            bias_act(y, c0, n_cols, rows, cols, bias, c0, 1, empty, 0, 0, False, act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+@njit
+def gemv(ctrl, flags, gen, fv, ilp64, jobs, a, b, y, bias, act, a0, a1, k, n_cols, trans_b):
+    """One row: jobs (c0, c1) compute y[c0:c1] = a @ B'[:, c0:c1] with BLAS ``sgemv`` (B
+    [K, N], or [N, K] with ``trans_b``), then the epilogue."""
+    _start(flags, gen)
+    empty = np.zeros(0, np.float32)
+    n = jobs.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        c0, c1 = jobs[j, 0], jobs[j, 1]
+        if trans_b:
+            sgemv(fv, ilp64, 0, c1 - c0, k, b, c0 * k, k, a, 0, y, c0)
+        else:
+            sgemv(fv, ilp64, 1, k, c1 - c0, b, c0, n_cols, a, 0, y, c0)
+        if bias.size > 0 or act != 0:
+            bias_act(y, c0, n_cols, 1, c1 - c0, bias, c0, 1, empty, 0, 0, False, act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+# -- rows: norms, GELU, activations ----------------------------------------------------------
+
+@njit
+def rows_layer_norm(ctrl, flags, gen, parts, x, y, gamma, beta, has_beta, eps, n_cols):
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        layer_norm(x, y, gamma, beta, has_beta, eps, n_cols, parts[j, 0], parts[j, 1])
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+@njit
+def rows_skip_layer_norm(ctrl, flags, gen, parts, x, skip, bias, has_bias, gamma, beta,
+                         has_beta, eps, y, s, n_cols, skip_rows):
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        skip_layer_norm(x, skip, bias, has_bias, gamma, beta, has_beta, eps, y, s, n_cols,
+                        skip_rows, parts[j, 0], parts[j, 1])
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+@njit
+def rows_bias_gelu(ctrl, flags, gen, parts, x, y, bias, has_bias, n_cols, approx):
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        bias_gelu(x, y, bias, has_bias, n_cols, approx, parts[j, 0], parts[j, 1])
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+@njit
+def activation(ctrl, flags, gen, parts, y, act, a0, a1):
+    """Activation ``act`` in place on the element ranges ``parts`` of flat ``y``."""
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        act_row(y[parts[j, 0]:parts[j, 1]], act, a0, a1)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+# -- attention -------------------------------------------------------------------------------
+
+@njit
+def attention(ctrl, flags, gen, fp, ilp64, qkv, ctx, scale, causal, fill, keep, has_keep, add,
+              has_add):
+    """qkv [B, S, 3, H, D] -> ctx [B, S, H * D]; one job per (batch, head): S = q k^T (cblas,
+    k read transposed in place), the masked softmax of ``_nb_norm``, then S v into ctx's
+    slot. ``keep`` (uint8) and ``add`` are [B, H, S, S] broadcast views (or 1x1x1x1)."""
+    _start(flags, gen)
+    batch, seq, _, heads, dim = qkv.shape
+    width = heads * dim
+    flat = qkv.reshape(-1)
+    out = ctx.reshape(-1)
+    row = 3 * width
+    n = batch * heads
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        b = j // heads
+        h = j - b * heads
+        s = np.empty(seq * seq, np.float32)
+        base = b * seq * row + h * dim
+        sgemm(fp, ilp64, 1, seq, seq, dim, flat, base, row, flat, base + width, row, s, 0, seq,
+              0.0)
+        masked_softmax(s, seq, 0, seq, scale, causal, 0, fill,
+                       keep[b, h] if has_keep else keep[0, 0],
+                       has_keep, add[b, h] if has_add else add[0, 0], has_add)
+        sgemm(fp, ilp64, 0, seq, dim, seq, s, 0, seq, flat, base + 2 * width, row, out,
+              b * seq * width + h * dim, width, 0.0)
+        _done(ctrl)
+    _finish(ctrl, n, gen)
+
+
+DRIVERS = {"conv_gemm": conv_gemm, "conv_im2col": conv_im2col,
+           "conv_depthwise": conv_depthwise, "pool": pool, "winograd": winograd, "gemm": gemm,
+           "gemm_bt_small": gemm_bt_small, "gemv": gemv,
+           "rows_layer_norm": rows_layer_norm, "rows_skip_layer_norm": rows_skip_layer_norm,
+           "rows_bias_gelu": rows_bias_gelu, "activation": activation, "attention": attention}
+
+announce_if_cold(*DRIVERS.values())
+
+
+def warm() -> None:
+    """Compile the drivers that need no BLAS (the others compile on first use)."""
+    ctrl = np.zeros(4, np.int64)
+    flags = np.zeros(4, np.int64)
+    y = np.zeros(4, np.float32)
+    activation(ctrl, flags, 0, np.array([[0, 4]], np.int64), y, 1, 0.0, 0.0)
+    mark_done(ctrl)
