@@ -4,4 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev,torch-test]"
-python -m pytest -q -p no:cacheprovider --cov=pyflame_rt --cov-report=term --cov-fail-under=85 "$@"
+# The PyTorch-importer tests run in their own process: torch.jit.script keeps process-wide
+# caches that earlier torch use in the same process (the optimizer's exporter tests) can
+# leave in a state where scripting nn.Conv2d fails inside torch itself.
+python -m pytest -q -p no:cacheprovider --cov=pyflame_rt --cov-report= \
+    --ignore=tests/torch_io "$@"
+python -m pytest -q -p no:cacheprovider --cov=pyflame_rt --cov-append --cov-report=term \
+    --cov-fail-under=85 tests/torch_io
