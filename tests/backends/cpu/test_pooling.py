@@ -338,3 +338,50 @@ def test_max_unpool_errors():
         max_unpool(x, np.full((1, 1, 2, 2), 99, np.int64), kernel_shape=[2, 2], strides=[2, 2])
     with pytest.raises(ValueError, match="kernel_shape"):
         max_unpool(x, np.zeros((1, 1, 2, 2), np.int64))
+
+
+# The float32 1-D/2-D pools run a numba kernel over planes split across the session's
+# threads; these odd windows (ceil_mode overhangs, dilations, pads on one side, count_include
+# _pad) check it against the reference on one thread and two.
+FAST_CASES = [
+    ((2, 3, 11, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 4, 10, 7), {"kernel_shape": [3, 2], "strides": [2, 3], "ceil_mode": 1}),
+    ((1, 2, 9, 9), {"kernel_shape": [2, 3], "dilations": [2, 2], "pads": [0, 2, 1, 0]}),
+    ((1, 5, 7, 7), {"kernel_shape": [7, 7]}),
+    ((3, 2, 6, 13), {"kernel_shape": [1, 4], "strides": [1, 1], "pads": [0, 0, 0, 3]}),
+]
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+@pytest.mark.parametrize("case", range(len(FAST_CASES)))
+def test_float32_fast_pools(case, count_include_pad, nthreads):
+    from pyflame_rt.backends.cpu import threads
+
+    shape, attrs = FAST_CASES[case]
+    x = np.random.default_rng(case).standard_normal(shape).astype(np.float32)
+    avg_attrs = {**attrs, "count_include_pad": count_include_pad}
+    with threads.thread_limit(nthreads):
+        got_max = max_pool(x, **attrs)
+        got_avg = average_pool(x, **avg_attrs)
+    assert_close(got_max, reference("MaxPool", [x], attrs)[0])
+    assert_close(got_avg, reference("AveragePool", [x], avg_attrs, opset=19)[0],
+                 rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [3], "strides": [2], "pads": [1, 0]},
+                                   {"kernel_shape": [2], "dilations": [3], "ceil_mode": 1}])
+def test_float32_fast_pools_1d(attrs):
+    x = np.random.default_rng(1).standard_normal((2, 3, 14)).astype(np.float32)
+    assert_close(max_pool(x, **attrs), reference("MaxPool", [x], attrs)[0])
+    assert_close(average_pool(x, **attrs), reference("AveragePool", [x], attrs, opset=19)[0],
+                 rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 2, 1, 5), (1, 2, 5, 1), (2, 3, 2, 2),
+                                   (1, 4, 14, 14), (1, 2, 7, 9)])
+def test_float32_max_pool_3x3_same_planes(shape):
+    # 3x3 / stride 1 / pad 1 has its own kernel (separable maxima, edges fixed up).
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    attrs = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1]}
+    assert_close(max_pool(x, **attrs), reference("MaxPool", [x], attrs)[0])

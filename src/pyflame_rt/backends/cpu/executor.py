@@ -105,13 +105,51 @@ def _fast_gemm(ctx: SpecializeContext, fallback: Callable[..., Any]) -> Any:
     return specialize_gemm(ctx, fallback)
 
 
+def _fast_batch_norm(ctx: SpecializeContext, fallback: Callable[..., Any]) -> Any:
+    from .codegen.affine import specialize_batch_norm
+
+    return specialize_batch_norm(ctx, fallback)
+
+
 #: Compile-time fast paths the planner applies to built-in kernels that have no specializer
 #: of their own: float32 MatMul/Gemm with constant weights run as packed GEMMs split over the
-#: session's threads (``codegen/gemm.py``). A kernel registered by the user is never replaced.
+#: session's threads (``codegen/gemm.py``), inference BatchNormalization as one per-channel
+#: affine pass (``codegen/affine.py``). A kernel registered by the user is never replaced.
 _PLANNER_FAST_PATHS: dict[tuple[str, str], Callable[..., Any]] = {
     ("", "MatMul"): _fast_matmul,
     ("", "Gemm"): _fast_gemm,
+    ("", "BatchNormalization"): _fast_batch_norm,
 }
+
+
+def _passthrough(x: Any) -> Any:
+    """A step whose work its producer already did (see :func:`_absorb_activations`)."""
+    return x
+
+
+def _absorb_activations(steps: list[Step], graph: Graph) -> None:
+    """Let a specialized producer that can apply an activation itself (``absorb``) take the
+    ``Relu`` that is the only reader of its output; the Relu step then passes its input
+    through. Saves a pass over the tensor, e.g. DenseNet's BatchNormalization -> Relu."""
+    producer: dict[int, Step] = {}
+    for step in steps:
+        for v in step.node.outputs:
+            if v is not None:
+                producer[id(v)] = step
+    outputs = {id(v) for v in graph.outputs}
+    captured = {id(v) for node in graph.nodes for sub in node.subgraphs()
+                for v in _captured(sub)}
+    for step in steps:
+        node = step.node
+        if node.op_type != "Relu" or node.domain not in ("", "ai.onnx") or step.kdef.custom:
+            continue
+        v = node.inputs[0] if node.inputs else None
+        src = producer.get(id(v)) if v is not None else None
+        if src is None or not hasattr(src.fn, "absorb") or id(v) in outputs or \
+                id(v) in captured or len(v.consumers()) != 1:
+            continue
+        if src.fn.absorb("Relu"):
+            step.fn = _passthrough
 
 
 def compile_plan(graph: Graph, options: CompileOptions | None = None, *,
@@ -175,6 +213,7 @@ def compile_plan(graph: Graph, options: CompileOptions | None = None, *,
         steps.append(Step(node, kdef, fn, tuple(in_slots), out_slots, (), kdef.takes_ctx,
                           opset or 0))
 
+    _absorb_activations(steps, graph)
     output_slots = []
     for v in graph.outputs:
         if id(v) not in slot_of:

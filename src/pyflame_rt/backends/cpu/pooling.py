@@ -95,11 +95,10 @@ def _axis_counts(win: _Window, axis: int, include_pad: bool) -> np.ndarray:
     return ((pos >= lo) & (pos < hi)).sum(axis=1).astype(np.int64)
 
 
-def _fast_pool(X: np.ndarray, win: _Window, is_max: bool, include_pad: bool) -> np.ndarray | None:
-    """float32 1-D/2-D pooling with the numba kernel, planes split over the session's threads
-    (None when the fast path does not apply)."""
-    if X.dtype != np.float32 or X.ndim not in (3, 4):
-        return None
+_FAST_PLANS: dict[tuple, tuple] = {}
+
+
+def _fast_plan(X: np.ndarray, win: _Window, include_pad: bool, nthreads: int) -> tuple:
     one_d = X.ndim == 3
 
     def two(v: tuple) -> tuple:
@@ -118,19 +117,34 @@ def _fast_pool(X: np.ndarray, win: _Window, is_max: bool, include_pad: bool) -> 
         hp, wp = (b + i + e for b, i, e in zip(win.begin, win.in_shape, win.end_eff))
         cnt_h = _axis_counts(win, 0, include_pad)
     cnt_w = _axis_counts(win, len(win.in_shape) - 1, include_pad)
-    if not par.available():
-        return None
-    x = np.ascontiguousarray(X)
-    planes = x.shape[0] * x.shape[1]
-    y = np.empty((x.shape[0], x.shape[1], *win.out), np.float32)
-    work = oh * ow * kh * kw
-    per = max(1, _POOL_JOB // max(work, 1))
-    if threads.current_threads() > 1:
-        per = min(per, max(1, -(-planes // (4 * threads.current_threads()))))
+    planes = X.shape[0] * X.shape[1]
+    per = max(1, _POOL_JOB // max(oh * ow * kh * kw, 1))
+    if nthreads > 1:
+        per = min(per, max(1, -(-planes // (4 * nthreads))))
     parts = np.array([(a, min(planes, a + per)) for a in range(0, planes, per)],
                      np.int64).reshape(-1, 2)
-    par.run("pool", parts, x.reshape(-1), y.reshape(-1), h, w, oh, ow, kh, kw, sh, sw, dh, dw,
-            pt, pl, hp, wp, is_max, cnt_h, cnt_w)
+    return parts, (h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp), cnt_h, cnt_w
+
+
+def _fast_pool(X: np.ndarray, win: _Window, is_max: bool, include_pad: bool) -> np.ndarray | None:
+    """float32 1-D/2-D pooling with the numba kernel, planes split over the session's threads
+    (None when the fast path does not apply). The job table of each (shape, window) is kept,
+    so a model's pools pay the Python set-up once."""
+    if X.dtype != np.float32 or X.ndim not in (3, 4) or not par.available():
+        return None
+    nthreads = threads.current_threads()
+    key = (X.shape, win.kernel, win.strides, win.dilations, win.begin, win.end, win.out,
+           include_pad, nthreads)
+    plan = _FAST_PLANS.get(key)
+    if plan is None:
+        plan = _fast_plan(X, win, include_pad, nthreads)
+        if len(_FAST_PLANS) > 256:
+            _FAST_PLANS.clear()
+        _FAST_PLANS[key] = plan
+    parts, dims, cnt_h, cnt_w = plan
+    x = np.ascontiguousarray(X)
+    y = np.empty((x.shape[0], x.shape[1], *win.out), np.float32)
+    par.run("pool", parts, x.reshape(-1), y.reshape(-1), *dims, is_max, cnt_h, cnt_w)
     return y
 
 

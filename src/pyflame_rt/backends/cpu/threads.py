@@ -24,8 +24,9 @@ are shared by sessions asking for the same ``n``, and a pool busy with another s
 kernel makes the caller run all the jobs itself instead of waiting.
 
 This module also points numba's on-disk cache at a user-writable directory
-(``$PYFLAME_RT_CACHE_DIR/numba``, default ``~/.cache/pyflame_rt/numba``) before numba is
-imported, so compiled kernels survive read-only installs.
+(``$PYFLAME_RT_CACHE_DIR/numba/<digest of the kernel sources>``, default under
+``~/.cache/pyflame_rt``) before numba is imported, so compiled kernels survive read-only
+installs and a changed kernel never reuses stale code.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,12 +65,29 @@ def cache_dir() -> Path:
     return Path(base) / "pyflame_rt"
 
 
+def _kernel_sources_digest() -> str:
+    """A digest of the numba kernel sources. numba invalidates a cached function only when
+    its own file changes, not when a kernel it calls (in another file) does; a cache
+    directory per version of the sources keeps stale machine code from ever being loaded."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    folder = Path(__file__).parent / "codegen"
+    try:
+        for path in sorted(folder.glob("_nb_*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    except OSError:
+        return "unknown"
+    return digest.hexdigest()[:12]
+
+
 def _configure_numba_cache() -> None:
     # numba reads NUMBA_CACHE_DIR when it is imported; if the user (or another library)
     # imported it already, set its config directly -- caching locators read it lazily.
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    path = str(cache_dir() / "numba")
+    path = str(cache_dir() / "numba" / _kernel_sources_digest())
     if "numba" in sys.modules:
         config = sys.modules["numba"].config
         if not getattr(config, "CACHE_DIR", ""):
@@ -122,7 +141,11 @@ class WorkerPool:
     Workers wait for work by spinning without the GIL (``codegen/_nb_sync.py``) for about
     :data:`SPIN_SECONDS` after each task, then sleep on a lock: back-to-back kernels hand
     over in microseconds, an idle session costs nothing, and a worker the OS has not
-    scheduled (another process holds its core) delays nobody.
+    scheduled (another process holds its core) delays nobody. A worker preempted in the
+    middle of a job still makes the caller wait, and a spinning worker competes with the
+    caller when other processes hold the cores: when waiting plus being preempted exceed a
+    quarter of the caller's time (moving average), the pool runs the next tasks on the
+    caller alone (as fast as one thread, not slower), then tries its workers again.
     """
 
     def __init__(self, num_threads: int) -> None:
@@ -131,6 +154,8 @@ class WorkerPool:
         self._gen = 0
         self._busy = threading.Lock()
         self._task: tuple | None = None
+        self._lag = 0.0  # moving average of the caller's waiting share
+        self._backoff = 0  # tasks left to run on the caller alone
         self._wake: list[threading.Lock] = []
         self.errors: list[BaseException] = []
         for i in range(self.num_threads - 1):
@@ -141,9 +166,15 @@ class WorkerPool:
             self._wake.append(wake)
             t.start()
 
-    def run(self, driver: Callable[..., None], args: tuple) -> bool:
+    def run(self, driver: Callable[..., int], args: tuple) -> bool:
         """Run ``driver(ctrl, flags, gen, *args)`` on every thread; False (nothing run) when
-        the pool is busy with another session's kernel."""
+        the pool is busy with another session's kernel, or while it is backing off."""
+        if self._backoff > 0:
+            # Recently the caller spent much of its time waiting for workers that other
+            # processes had preempted: run on the caller alone for a while (as fast as one
+            # thread, instead of slower), then try the workers again.
+            self._backoff -= 1
+            return False
         if not self._busy.acquire(blocking=False):
             return False
         try:
@@ -156,7 +187,9 @@ class WorkerPool:
                 # first never releases an unlocked lock.
                 if wake.locked():
                     wake.release()
-            driver(ctrl, self.flags, self._gen, *args)
+            start, cpu = time.perf_counter(), time.thread_time()
+            spins = driver(ctrl, self.flags, self._gen, *args)
+            self._observe(spins, time.perf_counter() - start, time.thread_time() - cpu)
         finally:
             self._busy.release()
         errors = task[3]
@@ -164,11 +197,27 @@ class WorkerPool:
             raise errors[0]
         return True
 
+    def _observe(self, spins: int, seconds: float, cpu: float) -> None:
+        """Track the share of the caller's time lost to an oversubscribed machine: spent
+        waiting for preempted workers, or preempted itself (its CPU time < wall time)."""
+        if seconds <= 1e-4:
+            return  # too short to tell
+        waited = spins * _spin_seconds() / seconds
+        preempted = max(0.0, 1.0 - cpu / seconds)
+        self._lag = 0.9 * self._lag + 0.1 * min(1.0, waited + preempted)
+        if self._lag > _LAG_LIMIT:
+            self._backoff = _BACKOFF_TASKS
+            self._lag = 0.0
+
     def _worker(self, wake: threading.Lock) -> None:
         from .codegen import kernels
 
-        sync = kernels("sync")
-        par = kernels("par")
+        try:
+            sync = kernels("sync")
+            par = kernels("par")
+            sync.spin_until_changed  # noqa: B018 - import numba now, in this thread
+        except Exception:  # noqa: BLE001 - no numba: the caller runs every job itself
+            return
         seen = 0
         while True:
             if not sync.spin_until_changed(self.flags, 0, seen, _spins()):
@@ -188,13 +237,14 @@ class WorkerPool:
 
 #: How long a worker spins for the next task before sleeping.
 SPIN_SECONDS = 200e-6
+#: Waiting share (moving average) above which the pool backs off, and for how many tasks.
+_LAG_LIMIT = 0.25
+_BACKOFF_TASKS = 200
 
 
 @functools.cache
-def _spins() -> int:
-    """Spin iterations that last about :data:`SPIN_SECONDS` on this CPU."""
-    import time
-
+def _spin_seconds() -> float:
+    """Seconds one spin iteration (an atomic load and a ``pause``) takes on this CPU."""
     from .codegen import kernels
 
     sync = kernels("sync")
@@ -202,8 +252,13 @@ def _spins() -> int:
     n = 20000
     t0 = time.perf_counter()
     sync.spin_count(n)
-    per = max((time.perf_counter() - t0) / n, 1e-9)
-    return max(1000, int(SPIN_SECONDS / per))
+    return max((time.perf_counter() - t0) / n, 1e-9)
+
+
+@functools.cache
+def _spins() -> int:
+    """Spin iterations that last about :data:`SPIN_SECONDS`."""
+    return max(1000, int(SPIN_SECONDS / _spin_seconds()))
 
 
 _NO_FLAGS = np.zeros(8, np.int64)  # flags of a driver run without workers (gen = 0)

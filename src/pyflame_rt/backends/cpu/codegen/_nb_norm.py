@@ -1,7 +1,7 @@
 """Row-wise transformer kernels: LayerNorm, SkipLayerNorm, masked softmax, GELU (numba).
 
 Each works on rows [r0, r1) of a flat float32 buffer with rows of ``n`` elements, so that
-:func:`..threads.parallel_for` can split the rows; statistics are accumulated in float32 over
+the drivers of ``_nb_par`` can split the rows; statistics are accumulated in float32 over
 vectorized loops (two passes: mean, then the centred sum of squares, which is as accurate as
 numpy's ``var``), transcendentals use the vectorizable approximations of ``_nb_vmath``.
 """
@@ -62,6 +62,31 @@ def skip_layer_norm(x, skip, bias, has_bias, gamma, beta, has_beta, eps, y, s, n
 
 
 @njit
+def row_max(v):
+    """max(v) with eight independent running maxima (one would be a latency-bound chain:
+    LLVM does not vectorize a float max reduction without fast-math NaN assumptions)."""
+    n = v.size
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = v[0]
+    j = 0
+    while j + 8 <= n:
+        x0, x1, x2, x3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+        x4, x5, x6, x7 = v[j + 4], v[j + 5], v[j + 6], v[j + 7]
+        m0 = max(m0, x0)
+        m1 = max(m1, x1)
+        m2 = max(m2, x2)
+        m3 = max(m3, x3)
+        m4 = max(m4, x4)
+        m5 = max(m5, x5)
+        m6 = max(m6, x6)
+        m7 = max(m7, x7)
+        j += 8
+    for i in range(j, n):
+        x = v[i]
+        m0 = max(m0, x)
+    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+
+
+@njit
 def masked_softmax(s, n, r0, r1, scale, causal, causal_offset, fill, keep, has_keep, add,
                    has_add):
     """Rows [r0, r1) of scores s ([rows, n]): v = s * scale; v = fill where j > i + offset
@@ -72,30 +97,35 @@ def masked_softmax(s, n, r0, r1, scale, causal, causal_offset, fill, keep, has_k
     """
     scale = np.float32(scale)
     fill = np.float32(fill)
+    plain = not causal and not has_keep and not has_add and scale > 0
     for r in range(r0, r1):
         v = s[r * n:(r + 1) * n]
-        for j in range(n):
-            v[j] = v[j] * scale
-        if causal:
-            first = max(0, r + causal_offset + 1)
-            for j in range(first, n):
-                v[j] = fill
-        if has_keep:
-            k = keep[r]
+        if plain:
+            # exp(scale * (v - max v)): the scaling folds into the exponent's argument.
+            m = row_max(v)
             for j in range(n):
-                v[j] = v[j] if k[j] else fill
-        if has_add:
-            a = add[r]
+                v[j] = exp32((v[j] - m) * scale)
+        else:
             for j in range(n):
-                v[j] = v[j] + a[j]
-        m = v[0]
-        for j in range(n):
-            m = max(m, v[j])
+                v[j] = v[j] * scale
+            if causal:
+                first = max(0, r + causal_offset + 1)
+                for j in range(first, n):
+                    v[j] = fill
+            if has_keep:
+                k = keep[r]
+                for j in range(n):
+                    v[j] = v[j] if k[j] else fill
+            if has_add:
+                a = add[r]
+                for j in range(n):
+                    v[j] = v[j] + a[j]
+            m = row_max(v)
+            for j in range(n):
+                v[j] = exp32(v[j] - m)
         total = np.float32(0.0)
         for j in range(n):
-            e = exp32(v[j] - m)
-            v[j] = e
-            total += e
+            total += v[j]
         inv = np.float32(1.0) / total
         for j in range(n):
             v[j] = v[j] * inv

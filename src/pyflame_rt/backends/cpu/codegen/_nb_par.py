@@ -49,10 +49,14 @@ def _start(flags, gen):
 
 @njit
 def _finish(ctrl, n, gen):
-    """The caller waits for the jobs other threads started (spinning, without the GIL)."""
+    """The caller waits for the jobs other threads started (spinning, without the GIL);
+    returns how many spins that took (the pool's measure of lagging workers)."""
+    spins = 0
     if gen > 0:
         while load(ctrl, 1) < n:
             pause()
+            spins += 1
+    return spins
 
 
 @njit
@@ -84,7 +88,7 @@ def conv_gemm(ctrl, flags, gen, fp, ilp64, jobs, w, x, y, bias, z, has_z, act, a
               (b * c + gi * cg) * p + p0, p, y, base, p, 0.0)
         bias_act(y, base, p, m1 - m0, p1 - p0, bias, r0, 0, z, base, p, has_z, act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 # -- convolution: im2col + GEMM --------------------------------------------------------------
@@ -139,7 +143,7 @@ def conv_im2col(ctrl, flags, gen, fp, ilp64, jobs, w, xp, y, bias, z, has_z, act
         sgemm(fp, ilp64, 0, m1 - m0, t, k, w, r0 * k, k, buf, 0, t, y, base, p, 0.0)
         bias_act(y, base, p, m1 - m0, t, bias, r0, 0, z, base, p, has_z, act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 # -- depthwise and pooling: blocks of planes -------------------------------------------------
@@ -157,7 +161,7 @@ def conv_depthwise(ctrl, flags, gen, parts, x, wt, bias, y, z, has_z, m_, mult, 
         depthwise2d(x, wt, bias, y, z, has_z, parts[j, 0], parts[j, 1], m_, mult, h, w, oh_,
                     ow_, kh_, kw_, sh, sw, dh, dw, ph, pw, act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 @njit
@@ -173,7 +177,7 @@ def pool(ctrl, flags, gen, parts, x, y, h, w, oh_, ow_, kh_, kw_, sh, sw, dh, dw
         pool2d(x, y, parts[j, 0], parts[j, 1], h, w, oh_, ow_, kh_, kw_, sh, sw, dh, dw, pt, pl,
                hp, wp, is_max, cnt_h, cnt_w)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 # -- Winograd --------------------------------------------------------------------------------
@@ -276,7 +280,7 @@ def winograd(ctrl, flags, gen, fp, ilp64, mm, xp, u, y, bias, z, has_z, act, a0,
             _wino_multiply(fp, ilp64, u, vb, pb, 0, a2, c, mo, t)
             _wino_out(mm, pb, y, 0, mo, segs, s0, s1, tw, t, bias, z, has_z, act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 # -- GEMM with packed weights ----------------------------------------------------------------
@@ -304,7 +308,7 @@ def gemm(ctrl, flags, gen, fp, ilp64, jobs, a, b, y, bias, act, a0, a1, k, n_col
             bias_act(y, base, n_cols, r1 - r0, c1 - c0, bias, c0, 1, empty, 0, 0, False, act,
                      a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 @njit
@@ -331,7 +335,7 @@ def gemm_bt_small(ctrl, flags, gen, fp, ilp64, jobs, a, b, y, bias, act, a0, a1,
         if bias.size > 0 or act != 0:
             bias_act(y, c0, n_cols, rows, cols, bias, c0, 1, empty, 0, 0, False, act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 @njit
@@ -353,7 +357,31 @@ def gemv(ctrl, flags, gen, fv, ilp64, jobs, a, b, y, bias, act, a0, a1, k, n_col
         if bias.size > 0 or act != 0:
             bias_act(y, c0, n_cols, 1, c1 - c0, bias, c0, 1, empty, 0, 0, False, act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
+
+
+@njit
+def channel_affine(ctrl, flags, gen, parts, x, y, scale, shift, c, plane, act, a0, a1):
+    """Parts (q0, q1) of planes q = n * C + c: y = act(x * scale[c] + shift[c]) -- inference
+    BatchNormalization (with a following activation absorbed)."""
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        for q in range(parts[j, 0], parts[j, 1]):
+            ch = q % c
+            a = scale[ch]
+            b = shift[ch]
+            src = x[q * plane:(q + 1) * plane]
+            dst = y[q * plane:(q + 1) * plane]
+            for i in range(plane):
+                dst[i] = src[i] * a + b
+            if act != 0:
+                act_row(dst, act, a0, a1)
+        _done(ctrl)
+    return _finish(ctrl, n, gen)
 
 
 # -- rows: norms, GELU, activations ----------------------------------------------------------
@@ -368,7 +396,7 @@ def rows_layer_norm(ctrl, flags, gen, parts, x, y, gamma, beta, has_beta, eps, n
             break
         layer_norm(x, y, gamma, beta, has_beta, eps, n_cols, parts[j, 0], parts[j, 1])
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 @njit
@@ -383,7 +411,7 @@ def rows_skip_layer_norm(ctrl, flags, gen, parts, x, skip, bias, has_bias, gamma
         skip_layer_norm(x, skip, bias, has_bias, gamma, beta, has_beta, eps, y, s, n_cols,
                         skip_rows, parts[j, 0], parts[j, 1])
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 @njit
@@ -396,7 +424,7 @@ def rows_bias_gelu(ctrl, flags, gen, parts, x, y, bias, has_bias, n_cols, approx
             break
         bias_gelu(x, y, bias, has_bias, n_cols, approx, parts[j, 0], parts[j, 1])
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 @njit
@@ -410,7 +438,7 @@ def activation(ctrl, flags, gen, parts, y, act, a0, a1):
             break
         act_row(y[parts[j, 0]:parts[j, 1]], act, a0, a1)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 # -- attention -------------------------------------------------------------------------------
@@ -444,12 +472,12 @@ def attention(ctrl, flags, gen, fp, ilp64, qkv, ctx, scale, causal, fill, keep, 
         sgemm(fp, ilp64, 0, seq, dim, seq, s, 0, seq, flat, base + 2 * width, row, out,
               b * seq * width + h * dim, width, 0.0)
         _done(ctrl)
-    _finish(ctrl, n, gen)
+    return _finish(ctrl, n, gen)
 
 
 DRIVERS = {"conv_gemm": conv_gemm, "conv_im2col": conv_im2col,
            "conv_depthwise": conv_depthwise, "pool": pool, "winograd": winograd, "gemm": gemm,
-           "gemm_bt_small": gemm_bt_small, "gemv": gemv,
+           "gemm_bt_small": gemm_bt_small, "gemv": gemv, "channel_affine": channel_affine,
            "rows_layer_norm": rows_layer_norm, "rows_skip_layer_norm": rows_skip_layer_norm,
            "rows_bias_gelu": rows_bias_gelu, "activation": activation, "attention": attention}
 
@@ -457,9 +485,61 @@ announce_if_cold(*DRIVERS.values())
 
 
 def warm() -> None:
-    """Compile the drivers that need no BLAS (the others compile on first use)."""
-    ctrl = np.zeros(4, np.int64)
-    flags = np.zeros(4, np.int64)
-    y = np.zeros(4, np.float32)
-    activation(ctrl, flags, 0, np.array([[0, 4]], np.int64), y, 1, 0.0, 0.0)
-    mark_done(ctrl)
+    """Compile every driver with the argument types the backend uses (tiny shapes)."""
+    from .blas import sgemm_info
+
+    info = sgemm_info()
+    if info is None:
+        return
+    fp, ilp = info.address, info.ilp64
+    f32, i64 = np.float32, np.int64
+
+    def ctrl():
+        return np.zeros(4, i64), np.zeros(8, i64), 0
+
+    one = np.ones(16, f32)
+    out = np.zeros(16, f32)
+    bias = np.zeros(1, f32)
+    jobs6 = np.array([[0, 0, 0, 1, 0, 4]], i64)
+    parts = np.array([[0, 1]], i64)
+    conv_gemm(*ctrl(), fp, ilp, jobs6, one, one, out, bias, out, False, 1, 0.0, 0.0, 1, 1, 4, 1)
+    conv_im2col(*ctrl(), fp, ilp, np.array([[0, 0, 0, 1, 0, 1]], i64), one, one, out, bias, out,
+                False, 1, 0.0, 0.0, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)
+    conv_depthwise(*ctrl(), parts, one, one, bias, out, out, False, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1,
+                   1, 1, 0, 0, 1, 0.0, 0.0)
+    cnt = np.ones(2, i64)
+    pool(*ctrl(), parts, one, out, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 2, 2, True, cnt, cnt)
+    y4 = np.zeros((1, 1, 2, 2), f32)
+    segs = np.array([[0, 0, 1, 0]], i64)
+    blocks = np.array([[0, 1, 1]], i64)
+    for mm in (2, 4):
+        a2 = (mm + 2) ** 2
+        xp = np.zeros((1, 1, mm + 2, mm + 2), f32)
+        u = np.zeros((a2, 1, 1), f32)
+        buf = np.zeros((a2, 48), f32)
+        for phased in (False, True):
+            winograd(*ctrl(), fp, ilp, mm, xp, u, y4, bias, y4, False, 1, 0.0, 0.0, segs, blocks,
+                     phased, parts, np.array([[0, a2]], i64), parts, 1, buf, buf)
+    jobs4 = np.array([[0, 1, 0, 4]], i64)
+    for trans in (False, True):
+        gemm(*ctrl(), fp, ilp, jobs4, one, one, out, bias, 0, 0.0, 0.0, 1, 4, trans)
+        gemv(*ctrl(), info.gemv, ilp, np.array([[0, 4]], i64), one, one, out, bias, 0, 0.0, 0.0,
+             1, 4, trans)
+    gemm_bt_small(*ctrl(), fp, ilp, np.array([[0, 4]], i64), one, one, out, bias, 0, 0.0, 0.0,
+                  1, 4, 1)
+    channel_affine(*ctrl(), parts, one, out, bias, bias, 1, 4, 1, 0.0, 0.0)
+    rows_layer_norm(*ctrl(), parts, one, out, one, one, True, 1e-5, 4)
+    rows_skip_layer_norm(*ctrl(), parts, one, one, one, True, one, one, True, 1e-5, out,
+                         out.copy(), 4, 1)
+    rows_bias_gelu(*ctrl(), parts, one, out, one, True, 4, False)
+    activation(*ctrl(), parts, out, 1, 0.0, 0.0)
+    qkv = np.zeros((1, 2, 3, 1, 2), f32)
+    ctx = np.zeros((1, 2, 2), f32)
+    keep_c = np.ones((1, 1, 1, 1), np.uint8)
+    add_c = np.zeros((1, 1, 1, 1), f32)
+    keep_a = np.broadcast_to(np.ones((1, 1, 1, 2), np.uint8), (1, 1, 2, 2))
+    add_a = np.broadcast_to(np.zeros((1, 1, 1, 2), f32), (1, 1, 2, 2))
+    for keep, add in ((keep_c, add_c), (keep_c, add_a), (keep_a, add_c), (keep_a, add_a)):
+        attention(*ctrl(), fp, ilp, qkv, ctx, 1.0, False, -np.inf, keep, keep is keep_a, add,
+                  add is add_a)
+    mark_done(np.zeros(4, i64))
