@@ -8,14 +8,82 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import onnx
+import onnx.defs
+import pytest
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 from pyflame_rt.types import DType
 
 DEFAULT_OPSET = 21
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+#: numpy dtype of each ONNX tensor type name (as written in schema type constraints).
+NUMPY_OF = {
+    "float": np.float32, "double": np.float64, "float16": np.float16, "bfloat16": BF16,
+    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
+    "bool": np.bool_, "string": object,
+    "float8e4m3fn": ml_dtypes.float8_e4m3fn, "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
+    "float8e5m2": ml_dtypes.float8_e5m2, "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
+}
+
+
+def schema_types(op: str, version: int, param: str = "T") -> list[np.dtype]:
+    """numpy dtypes the schema of ``op``-``version`` allows for type parameter ``param``."""
+    schema = onnx.defs.get_schema(op, version)
+    (constraint,) = [t for t in schema.type_constraints if t.type_param_str == param]
+    names = [s[len("tensor("):-1] for s in constraint.allowed_type_strs]
+    return [np.dtype(NUMPY_OF[n]) for n in names if n in NUMPY_OF]
+
+
+def schema_versions(op: str, first: int) -> list[int]:
+    """Every schema version of ``op`` from ``first`` on (the opsets our kernels must serve)."""
+    found = {s.since_version for s in onnx.defs.get_all_schemas_with_history()
+             if s.name == op and s.domain == "" and s.since_version >= first}
+    return sorted(found)
+
+
+def new_types(op: str, first: int, param: str = "T") -> list[tuple[int, np.dtype]]:
+    """(opset, dtype) pairs: each dtype at the first version of ``op`` that allows it."""
+    seen, out = set(), []
+    for v in schema_versions(op, first):
+        for dt in schema_types(op, v, param):
+            if dt not in seen:
+                seen.add(dt)
+                out.append((v, dt))
+    return out
+
+
+def type_params(op: str, first: int, param: str = "T") -> list:
+    """:func:`new_types` as pytest params with readable ids."""
+    return [pytest.param(v, dt, id=f"{v}-{dt}") for v, dt in new_types(op, first, param)]
+
+
+def random_array(rng: np.random.Generator, shape, dtype, low: float = -4.0,
+                 high: float = 4.0) -> np.ndarray:
+    """Random values of ``dtype`` in [low, high] (bools: fair coin; unsigned: from 0)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        lo = max(int(low), 0) if dtype.kind == "u" else int(low)
+        return rng.integers(lo, int(high) + 1, size=shape).astype(dtype)
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def dtype_tolerance(dtype, bf16: float, f16: float, f32: tuple[float, float]) -> dict:
+    """``assert_close`` tolerances by dtype: rtol = atol = ``bf16`` for bfloat16, ``f16`` for
+    float16, and ``f32`` = (rtol, atol) for everything else."""
+    dtype = np.dtype(dtype)
+    if dtype == BF16:
+        return {"rtol": bf16, "atol": bf16}
+    if dtype == np.float16:
+        return {"rtol": f16, "atol": f16}
+    return {"rtol": f32[0], "atol": f32[1]}
 
 
 def one_node_model(op_type: str, inputs: list[np.ndarray | None], attrs: dict[str, Any] | None = None,

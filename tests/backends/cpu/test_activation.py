@@ -3,57 +3,31 @@ dtype and attribute value."""
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import onnx.defs
 import pytest
-from oracle import assert_close, check_kernel, onnxruntime
+from oracle import (
+    BF16,
+    assert_close,
+    check_kernel,
+    dtype_tolerance,
+    onnxruntime,
+    random_array,
+    type_params,
+)
 
 from pyflame_rt.backends.cpu import activation as act
 from pyflame_rt.ops import lookup
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
-NUMPY_OF = {
-    "float": np.float32, "double": np.float64, "float16": np.float16, "bfloat16": BF16,
-    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
-    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
-}
-
-
-def type_params(op: str, first: int) -> list:
-    """(opset, dtype) params: each dtype of ``op``'s schemas at the first version allowing it."""
-    seen, out = set(), []
-    schemas = sorted((s for s in onnx.defs.get_all_schemas_with_history()
-                      if s.name == op and s.domain == "" and s.since_version >= first),
-                     key=lambda s: s.since_version)
-    for schema in schemas:
-        (constraint,) = [t for t in schema.type_constraints if t.type_param_str == "T"]
-        for name in constraint.allowed_type_strs:
-            dt = NUMPY_OF.get(name[len("tensor("):-1])
-            if dt is not None and np.dtype(dt) not in seen:
-                seen.add(np.dtype(dt))
-                out.append(pytest.param(schema.since_version, np.dtype(dt),
-                                        id=f"{schema.since_version}-{np.dtype(dt)}"))
-    return out
-
 
 def rand(rng: np.random.Generator, shape, dtype, low: float = -4.0, high: float = 4.0):
-    dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        lo = max(int(low), 0) if dtype.kind == "u" else int(low)
-        return rng.integers(lo, int(high) + 1, size=shape).astype(dtype)
-    return rng.uniform(low, high, size=shape).astype(dtype)
+    return random_array(rng, shape, dtype, low, high)
 
 
 def tol(dtype) -> dict:
     # Multi-step formulas round once here (computed in float32) but at every step in the
     # reference, so narrow floats differ by a few units in the last place.
-    dtype = np.dtype(dtype)
-    if dtype == BF16:
-        return {"rtol": 4e-2, "atol": 4e-2}
-    if dtype == np.float16:
-        return {"rtol": 5e-3, "atol": 5e-3}
-    return {"rtol": 1e-5, "atol": 1e-6}
+    return dtype_tolerance(dtype, 4e-2, 5e-3, (1e-5, 1e-6))
 
 
 def check_ort(fn, op: str, inputs: list, attrs: dict | None = None, *, opset: int,

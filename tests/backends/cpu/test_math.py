@@ -5,74 +5,31 @@ from __future__ import annotations
 
 import math
 
-import ml_dtypes
 import numpy as np
-import onnx.defs
 import pytest
-from oracle import assert_close, check_kernel, onnxruntime
+from oracle import (
+    BF16,
+    assert_close,
+    check_kernel,
+    dtype_tolerance,
+    new_types,
+    onnxruntime,
+    random_array,
+    schema_types,
+    type_params,
+)
+from oracle import schema_versions as versions
 
 from pyflame_rt.backends.cpu import math as cpu_math
 from pyflame_rt.ops import lookup
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
-NUMPY_OF = {
-    "float": np.float32, "double": np.float64, "float16": np.float16, "bfloat16": BF16,
-    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
-    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
-    "bool": np.bool_, "string": object,
-    "float8e4m3fn": ml_dtypes.float8_e4m3fn, "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
-    "float8e5m2": ml_dtypes.float8_e5m2, "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
-}
-
-
-def schema_types(op: str, version: int, param: str = "T") -> list[np.dtype]:
-    """numpy dtypes the schema of ``op``-``version`` allows for type parameter ``param``."""
-    schema = onnx.defs.get_schema(op, version)
-    (constraint,) = [t for t in schema.type_constraints if t.type_param_str == param]
-    names = [s[len("tensor("):-1] for s in constraint.allowed_type_strs]
-    return [np.dtype(NUMPY_OF[n]) for n in names if n in NUMPY_OF]
-
-
-def versions(op: str, first: int) -> list[int]:
-    """Every schema version of ``op`` from ``first`` on (the opsets our kernels must serve)."""
-    found = {s.since_version for s in onnx.defs.get_all_schemas_with_history()
-             if s.name == op and s.domain == "" and s.since_version >= first}
-    return sorted(found)
-
-
-def new_types(op: str, first: int, param: str = "T") -> list[tuple[int, np.dtype]]:
-    """(opset, dtype) pairs: each dtype at the first version that allows it."""
-    seen, out = set(), []
-    for v in versions(op, first):
-        for dt in schema_types(op, v, param):
-            if dt not in seen:
-                seen.add(dt)
-                out.append((v, dt))
-    return out
-
-
-def type_params(op: str, first: int, param: str = "T") -> list:
-    """:func:`new_types` as pytest params with readable ids."""
-    return [pytest.param(v, dt, id=f"{v}-{dt}") for v, dt in new_types(op, first, param)]
-
 
 def rand(rng: np.random.Generator, shape, dtype, low: float = -4.0, high: float = 4.0):
-    dtype = np.dtype(dtype)
-    if dtype == np.bool_:
-        return rng.random(shape) < 0.5
-    if dtype.kind in "iu":
-        lo = max(int(low), 0) if dtype.kind == "u" else int(low)
-        return rng.integers(lo, int(high) + 1, size=shape).astype(dtype)
-    return rng.uniform(low, high, size=shape).astype(dtype)
+    return random_array(rng, shape, dtype, low, high)
 
 
 def tol(dtype) -> dict:
-    dtype = np.dtype(dtype)
-    if dtype == BF16:
-        return {"rtol": 2e-2, "atol": 2e-2}
-    if dtype == np.float16:
-        return {"rtol": 2e-3, "atol": 2e-3}
-    return {"rtol": 1e-5, "atol": 1e-6}
+    return dtype_tolerance(dtype, 2e-2, 2e-3, (1e-5, 1e-6))
 
 
 def check(fn, op: str, inputs: list, attrs: dict | None = None, *, opset: int, **kw) -> None:

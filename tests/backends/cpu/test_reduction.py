@@ -3,48 +3,29 @@ reference has no implementation), for both the attribute and the input form of `
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import onnx.defs
 import pytest
-from oracle import assert_close, check_kernel, onnxruntime, reference
+from oracle import (
+    assert_close,
+    check_kernel,
+    dtype_tolerance,
+    onnxruntime,
+    random_array,
+    reference,
+    schema_types,
+)
 
 from pyflame_rt.backends.cpu import reduction as red
 from pyflame_rt.ops import lookup
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
-NUMPY_OF = {
-    "float": np.float32, "double": np.float64, "float16": np.float16, "bfloat16": BF16,
-    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
-    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
-    "bool": np.bool_,
-}
-
-
-def schema_types(op: str, version: int) -> list[np.dtype]:
-    schema = onnx.defs.get_schema(op, version)
-    (constraint,) = [t for t in schema.type_constraints if t.type_param_str == "T"]
-    names = [s[len("tensor("):-1] for s in constraint.allowed_type_strs]
-    return [np.dtype(NUMPY_OF[n]) for n in names if n in NUMPY_OF]
-
 
 def rand(rng: np.random.Generator, shape, dtype, low: float, high: float):
-    dtype = np.dtype(dtype)
-    if dtype == np.bool_:
-        return rng.random(shape) < 0.5
-    if dtype.kind in "iu":
-        lo = max(int(low), 0) if dtype.kind == "u" else int(low)
-        return rng.integers(lo, int(high) + 1, size=shape).astype(dtype)
-    return rng.uniform(low, high, size=shape).astype(dtype)
+    return random_array(rng, shape, dtype, low, high)
 
 
 def tol(dtype) -> dict:
-    dtype = np.dtype(dtype)
-    if dtype == BF16:
-        return {"rtol": 3e-2, "atol": 3e-2}
-    if dtype == np.float16:
-        return {"rtol": 3e-3, "atol": 3e-3}
-    return {"rtol": 1e-5, "atol": 1e-5}
+    return dtype_tolerance(dtype, 3e-2, 3e-3, (1e-5, 1e-5))
 
 
 def check(fn, op: str, inputs: list, attrs: dict | None = None, *, opset: int,
