@@ -87,6 +87,7 @@ def cli(plugins: tuple[str, ...]) -> None:
       pyflame-rt convert model.pfm -o model.onnx
       pyflame-rt profile model.onnx -o trace.json
       pyflame-rt compare model.onnx --against onnxruntime
+      pyflame-rt warmup --model model.onnx
       pyflame-rt --plugin my_ops.py run custom.onnx --random
     """
     from .tools.common import load_plugin
@@ -478,6 +479,44 @@ def compare(model: str, against: str, level: str, atol: float, rtol: float,
         click.echo(result.format(only_failures=only_failures))
     if not result.passed:
         sys.exit(1)
+
+
+# -- warmup ------------------------------------------------------------------------------------
+@cli.command(context_settings=_CONTEXT)
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="Also build and run this model once, so its convolution tactics are timed "
+                   "and cached (repeatable).")
+@click.option("--level", default="all", show_default=True, type=_LEVEL,
+              help="Optimization level of the --model sessions.")
+@click.option("--threads", default=0, show_default=True,
+              help="intra_op_num_threads of the --model sessions (tactics are timed per "
+                   "thread count: use the value you will serve with).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON only.")
+@_feed_options
+def warmup(models: tuple[str, ...], level: str, threads: int, as_json: bool,
+           inputs: tuple[str, ...], shapes: tuple[str, ...], seed: int) -> None:
+    """Compile the CPU kernels ahead of time (and time a model's tactics), with progress.
+
+    The numba kernels of the CPU backend compile on first use (about half a minute) and
+    are then loaded from the on-disk cache ($PYFLAME_RT_CACHE_DIR, default
+    ~/.cache/pyflame_rt) in well under a second. Run this once after installing, e.g. in
+    a Docker build step. With --model, each model is also built and run once at --shapes,
+    so its convolution tactic choices are timed and stored in the timing cache.
+
+    \b
+    Examples:
+      pyflame-rt warmup
+      pyflame-rt warmup --model model.onnx --shapes image:8x1x32x32 --threads 2
+    """
+    from .tools.warmup import warmup as run_warmup
+
+    result = run_warmup(models, shape_items=shapes, input_items=inputs, level=level,
+                        threads=threads, seed=seed)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    _notes(result.notes)
+    click.echo(result.format())
 
 
 # ==============================================================================================

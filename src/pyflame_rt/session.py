@@ -30,6 +30,7 @@ from .errors import (
 from .ir import Graph, Model, clone_graph, clone_model, verify
 from .opt import OptLevel, optimize
 from .opt.levels import to_opt_level
+from .opt.passes.layout import LayoutPass
 from .types import (
     DType,
     NodeArg,
@@ -383,13 +384,9 @@ class InferenceSession:
         self._overridable_meta = [NodeArg.from_value_type(v.name, v.type)
                                   for v in self._overridable]
         self._input_types = {v.name: v.type for v in graph.inputs}
+        self._dim_bounds = _dim_bounds(model)
         self._required = [v.name for v in self._inputs]
         self._output_names = [v.name for v in graph.outputs]
-        self.optimization_report = optimize(
-            graph, self._options.opt_level, ir_version=model.ir_version,
-            disabled_optimizers=self._options.disabled_optimizers)[1]
-        if self._options.optimized_model_filepath:
-            self._save_optimized(self._options.optimized_model_filepath)
         compile_options = CompileOptions(
             intra_op_num_threads=int(self._options.intra_op_num_threads or 0),
             memory_limit=int(self._options.memory_limit or 0),
@@ -398,6 +395,14 @@ class InferenceSession:
         backend_cls = get_backend(self._providers[0])
         self._backend = backend_cls()
         self._backend.initialize(compile_options)
+        # The layout pass belongs to the backend's choice of layout: opt never imports
+        # backends, so the session hands it the backend's block size.
+        layout = LayoutPass(self._backend.layout_block(compile_options))
+        self.optimization_report = optimize(
+            graph, self._options.opt_level, ir_version=model.ir_version,
+            disabled_optimizers=self._options.disabled_optimizers, extra_passes=[layout])[1]
+        if self._options.optimized_model_filepath:
+            self._save_optimized(self._options.optimized_model_filepath)
         self._plan = self._backend.compile(graph, compile_options)
         self.build_seconds = time.perf_counter() - build_start
         self._profile_start_ns = time.perf_counter_ns()
@@ -558,6 +563,8 @@ class InferenceSession:
                 "args": {"op_name": ev.op_type, "provider": self._providers[0],
                          "input_type_shape": [{"shape": s} for s in ev.input_shapes],
                          "output_type_shape": [{"shape": s} for s in ev.output_shapes]}})
+            if ev.parent:  # an If/Loop/Scan body's node: which control-flow node ran it
+                events[-1]["args"]["parent_node"] = ev.parent
         events.sort(key=lambda e: e["ts"])
         return events
 
@@ -595,6 +602,8 @@ class InferenceSession:
                     + (f" (overridable initializers: {[v.name for v in self._overridable]})"
                        if self._overridable else ""))
             feeds[name] = _check_value(name, _to_numpy(value), vtype)
+            if self._dim_bounds and isinstance(vtype, TensorInfo):
+                _check_dim_bounds(name, feeds[name], vtype, self._dim_bounds)
         return feeds
 
 
@@ -684,6 +693,32 @@ def _check_value(name: str, value: Any, vtype: ValueType | None) -> Any:
                 f"input {name!r} is a broadcast view of shape {list(value.shape)} whose "
                 f"{value.nbytes} bytes cannot be allocated; feed a smaller array") from None
     return value
+
+
+def _dim_bounds(model: Model) -> dict[str, tuple[int | None, int | None]]:
+    """The ``torch.export.Dim(min=, max=)`` bounds a converted model carries (else none)."""
+    from .io.torch import DIM_BOUNDS_KEY, parse_dim_bounds
+
+    text = model.metadata_props.get(DIM_BOUNDS_KEY)
+    return parse_dim_bounds(text) if text else {}
+
+
+def _check_dim_bounds(name: str, value: np.ndarray, vtype: TensorInfo,
+                      bounds: Mapping[str, tuple[int | None, int | None]]) -> None:
+    """A symbolic dim with bounds must be within them: the model was converted (and checked
+    by torch.export) only for those sizes."""
+    for axis, dim in enumerate(vtype.shape or ()):
+        if not isinstance(dim, str) or dim not in bounds or axis >= value.ndim:
+            continue
+        low, high = bounds[dim]
+        size = value.shape[axis]
+        if (low is not None and size < low) or (high is not None and size > high):
+            span = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
+            raise ValidationError(
+                f"input {name!r} has {dim!r} = {size} (dim {axis} of shape "
+                f"{list(value.shape)}), outside {span}, the range given for it with "
+                f"torch.export.Dim({dim!r}, min=..., max=...) when the model was converted. "
+                "Feed a size within it, or convert the model again with wider bounds")
 
 
 def _from_python(name: str, value: Any, vtype: TensorInfo) -> np.ndarray:

@@ -22,9 +22,11 @@ class Result:
         return f"exit {self.code}\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
 
 
-def pyflame_rt(*args: str, cwd: str | None = None, timeout: float = 120) -> Result:
-    """Run ``python -m pyflame_rt.cli ARGS`` (what the ``pyflame-rt`` script runs)."""
-    env = dict(os.environ, PYFLAME_RT_PROGRESS="0")
+def pyflame_rt(*args: str, cwd: str | None = None, timeout: float = 120,
+               env: dict[str, str] | None = None) -> Result:
+    """Run ``python -m pyflame_rt.cli ARGS`` (what the ``pyflame-rt`` script runs);
+    ``env`` adds to (or overrides) this process's environment."""
+    env = dict(os.environ, PYFLAME_RT_PROGRESS="0", **(env or {}))
     env.pop("PYFLAME_RT_DEBUG", None)
     proc = subprocess.run([sys.executable, "-m", "pyflame_rt.cli", *args], cwd=cwd, env=env,
                           check=False, capture_output=True, text=True, timeout=timeout)

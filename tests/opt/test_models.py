@@ -26,6 +26,7 @@ from opt_torch_models import MODEL_NAMES, build, export
 pytestmark = pytest.mark.slow
 
 ATTENTION_BLOCKS = {"bert": 2, "gpt2": 2, "vit": 2, "resnet": 0, "mobilenet": 0}
+EMBED_LAYERNORMS = {"bert": 1, "gpt2": 1, "vit": 0, "resnet": 0, "mobilenet": 0}
 
 
 def _ort_extended(data: bytes, feeds: dict) -> tuple[int, list]:
@@ -56,6 +57,7 @@ def test_exported_model_every_level_matches_onnxruntime(name, opset, capsys):
               f" nodes; ONNX Runtime EXTENDED {ort_count}; PyFlameRT ALL {ours}")
     assert ours <= ort_count, f"{name}: {ours} nodes > ONNX Runtime's {ort_count}: {dict(ops)}"
     assert ops["pyflame::Attention"] == ATTENTION_BLOCKS[name]
+    assert ops["pyflame::EmbedLayerNormalization"] == EMBED_LAYERNORMS[name]
     assert ops["Softmax"] == 0
 
 

@@ -239,7 +239,8 @@ def test_attention_refused_when_a_head_tensor_escapes():
     model = _attention_model(shared_k=True)
     reasons = refusals(model, "fuse_attention")
     assert any("'kt' inside the attention block is also read by Neg" in r for r in reasons)
-    check_rewrite(model, _feeds(), ops={"Softmax": 1})
+    # The refused block's mask add + softmax still fuse, as BiasSoftmax.
+    check_rewrite(model, _feeds(), ops={"Softmax": 0, "pyflame::BiasSoftmax": 1})
 
 
 def test_attention_refused_for_cross_attention():
@@ -250,4 +251,5 @@ def test_attention_refused_for_cross_attention():
             node.input[0] = "mem"
     model.graph.input.append(helper.make_tensor_value_info("mem", 1, [2, 5, 8]))
     assert any("cross-attention" in r for r in refusals(model, "fuse_attention"))
-    check_rewrite(model, {**_feeds(), "mem": randn(2, 5, 8, seed=4)}, ops={"Softmax": 1})
+    check_rewrite(model, {**_feeds(), "mem": randn(2, 5, 8, seed=4)},
+                  ops={"Softmax": 0, "pyflame::BiasSoftmax": 1})

@@ -23,13 +23,26 @@ from pyflame_rt.io.torchscript import load_torchscript
 
 FAST = {("mlp", "trace"), ("mlp", "script"), ("cnn_resnet", "script"),
         ("causal_decoder_block", "trace"), ("causal_decoder_block", "script"),
-        ("embedding", "trace"), ("lstm_bidirectional_2layer", "script")}
+        ("embedding", "trace"), ("lstm_bidirectional_2layer", "script"),
+        ("layer_group_instance_norm", "script")}
 
 # Scripted modules that neither torch's TorchScript->ATen converter nor its TorchScript ONNX
-# exporter can take (checked below: they must fail cleanly, naming both causes).
+# exporter can take (checked below: they must fail cleanly, naming both causes), with the
+# torch errors behind it. (Scripted InstanceNorm used to be here: its size checks are now
+# dropped before conversion, see torchscript._drop_input_checks.)
 SCRIPT_UNCONVERTIBLE = {
-    "multihead_attention": "prim::If",  # ONNX route: aten::is_autocast_enabled
-    "layer_group_instance_norm": "prim::Loop",  # ONNX route: instance_norm channel size
+    "multihead_attention": (
+        "Output",
+        "torch 2.13 cannot convert scripted nn.MultiheadAttention. Direct route: "
+        "torch._export.converter fails in convert_prim_If with 'ValueError: Output <n> not "
+        "found', because a prim::If branch returns an outer-scope value unchanged (e.g. "
+        "query/key/value when no batch_first transpose happens) and "
+        "TS2FXGraphConverter._identify_inputs_as_arguments only lifts values that nodes "
+        "inside the branch read; MHA's other branches also return str (why_not_fast_path) "
+        "and Optional[Tensor], which torch.cond cannot carry. ONNX route: "
+        "torch.onnx.export(dynamo=False) fails with \"Exporting the operator "
+        "'aten::is_autocast_enabled' to ONNX opset version 17 is not supported\" (the "
+        "fast-path check). Traced MHA and from_torch(MHA) work."),
 }
 # Scripted RNNs specialize the batch size in torch's converter; they take the ONNX route.
 ONNX_ROUTE = {"lstm_bidirectional_2layer", "gru_bidirectional_2layer", "lstm_with_state",
@@ -51,7 +64,11 @@ def _jit(name: str, kind: str):
 def _params():
     for name, case in CASES.items():
         for kind in ("trace", "script"):
-            if kind == "script" and (not case.scriptable or name in SCRIPT_UNCONVERTIBLE):
+            if kind == "script" and not case.scriptable:
+                continue
+            if kind == "script" and name in SCRIPT_UNCONVERTIBLE:
+                yield pytest.param(name, kind, id=f"{name}-{kind}", marks=pytest.mark.skip(
+                    reason=SCRIPT_UNCONVERTIBLE[name][1]))
                 continue
             marks = [] if (name, kind) in FAST and not case.slow else [pytest.mark.slow]
             yield pytest.param(name, kind, id=f"{name}-{kind}", marks=marks)
@@ -93,7 +110,7 @@ def test_unconvertible_script_fails_cleanly(name: str) -> None:
     with pytest.raises(InvalidModelError) as info:
         load_torchscript(script, case.inputs(3), dynamic_shapes=case.dynamic_shapes())
     text = str(info.value)
-    assert SCRIPT_UNCONVERTIBLE[name] in text
+    assert SCRIPT_UNCONVERTIBLE[name][0] in text
     assert "ONNX exporter route failed too" in text
 
 

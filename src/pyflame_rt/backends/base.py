@@ -81,6 +81,11 @@ class Backend(abc.ABC):
         """Run a compiled plan."""
         return plan.run(feeds, fetches, run_options)
 
+    def layout_block(self, options: CompileOptions) -> int:
+        """Channel block of the blocked (NCHWc) layout this backend's convolutions run
+        fastest in, for the optimizer's layout pass; 0 (the default): keep NCHW."""
+        return 0
+
     def memory_info(self) -> MemoryInfo:
         """Bytes the backend holds for constants and the peak activation bytes seen."""
         return MemoryInfo()

@@ -565,7 +565,22 @@ def convert_program(ep: torch.export.ExportedProgram, *, input_names: Sequence[s
     if sym_names:
         model.metadata_props["pyflame_rt.torch_dims"] = ", ".join(
             f"{name}: {_range_text(ep, sym)}" for sym, name in sym_names.items())
+    set_dim_bounds(model, dynamic_shapes)
     return model
+
+
+def set_dim_bounds(model: Model, dynamic_shapes: Any) -> None:
+    """Record the ``Dim(min=, max=)`` bounds of the graph's symbolic input dims in the model's
+    metadata (:data:`~pyflame_rt.io.torch.DIM_BOUNDS_KEY`), for sessions to enforce."""
+    import json
+
+    from .torch import DIM_BOUNDS_KEY, dim_bounds_from_spec
+
+    used = {d for v in model.graph.inputs if isinstance(v.type, TensorInfo)
+            and v.type.shape is not None for d in v.type.shape if isinstance(d, str)}
+    bounds = {k: v for k, v in dim_bounds_from_spec(dynamic_shapes).items() if k in used}
+    if bounds:
+        model.metadata_props[DIM_BOUNDS_KEY] = json.dumps(bounds, sort_keys=True)
 
 
 def _interface_names(ep: torch.export.ExportedProgram, input_names: Sequence[str],

@@ -2,13 +2,17 @@
 
 Import (:func:`load_onnx`, :func:`from_onnx`) validates as it goes: sizes of every tensor
 against its data, external data confined to the model's folder, SSA names, undefined inputs,
-supported IR/opset versions. Model-local functions are inlined. Export (:func:`to_onnx`,
+supported IR/opset versions. Model-local functions are inlined. Files of 1 MiB or more are
+not parsed whole: the wire format is walked (``_onnx_wire.py``), protobuf parses only the
+structure, and each weight is read from the file straight into its own array, so loading holds
+every weight once (not three times: file bytes, parsed message, arrays). Export (:func:`to_onnx`,
 :func:`save_onnx`) writes any graph back, optimized ones with ``pyflame`` domain nodes
 included, with external data for large models.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from typing import Any, Union
 
@@ -33,6 +37,7 @@ from ._onnx_tensors import (
     type_from_proto,
     type_to_proto,
 )
+from ._onnx_wire import StrippedModel, strip_raw_data
 
 __all__ = ["MAX_GRAPH_DEPTH", "PYFLAME_DOMAIN", "from_onnx", "load_onnx", "save_onnx", "to_onnx"]
 
@@ -47,6 +52,9 @@ MIN_IR_VERSION = 3
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 # Initializers smaller than this stay inside the model file when writing external data.
 EXTERNAL_MIN_TENSOR_BYTES = 1024
+# Files at least this big have their weights read straight into arrays (see _onnx_wire.py);
+# smaller ones are simply parsed whole.
+MIN_SPLIT_FILE_BYTES = 1 << 20
 
 PathLike = Union[str, "os.PathLike[str]"]
 AT = onnx.AttributeProto
@@ -78,29 +86,54 @@ def load_onnx(source: PathLike | bytes | onnx.ModelProto, *, memory_limit: int |
         return from_onnx(source, base_dir=base_dir, memory_limit=memory_limit)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, label = bytes(source), "<bytes>"
-    elif isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        label = path
-        if not os.path.exists(path):
-            raise ModelNotFoundError(f"model file {path!r} does not exist")
-        if os.path.isdir(path):
-            raise InvalidModelError(f"{path!r} is a directory, not an ONNX model file")
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise InvalidModelError(f"cannot read model file {path!r}: {exc}") from None
-        base_dir = os.path.dirname(os.path.abspath(path))
-    else:
+        if not data:
+            raise InvalidModelError(f"model file {label} is empty (0 bytes)")
+        _check_size(len(data), label)
+        stripped = strip_raw_data(data) if len(data) >= MIN_SPLIT_FILE_BYTES else None
+        if stripped is not None:
+            importer = _stripped_importer(stripped, label, base_dir, memory_limit)
+            if importer is not None:
+                importer.tensors.raw_buffer = data
+                return importer.run()
+        return _Importer(_parse(data, label), base_dir=base_dir, memory_limit=memory_limit,
+                         source=label).run()
+    if not isinstance(source, (str, os.PathLike)):
         raise InvalidArgumentError(
             f"cannot load a model from {type(source).__name__}; pass a path, bytes or an "
             "onnx.ModelProto")
-    if not data:
-        raise InvalidModelError(f"model file {label} is empty (0 bytes)")
-    if len(data) >= 2**31:
+    path = label = os.fspath(source)
+    if not os.path.exists(path):
+        raise ModelNotFoundError(f"model file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise InvalidModelError(f"{path!r} is a directory, not an ONNX model file")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if not size:
+                raise InvalidModelError(f"model file {label} is empty (0 bytes)")
+            _check_size(size, label)
+            importer = _importer_from_file(f, size, label, base_dir, memory_limit)
+            if importer is not None:
+                # Weights are read from the open file one by one, straight into their arrays.
+                importer.tensors.raw_file = f
+                return importer.run()
+            data = f.read()
+    except OSError as exc:
+        raise InvalidModelError(f"cannot read model file {path!r}: {exc}") from None
+    proto = _parse(data, label)
+    del data  # the parsed message holds everything now; do not keep the file's bytes too
+    return _Importer(proto, base_dir=base_dir, memory_limit=memory_limit, source=label).run()
+
+
+def _check_size(size: int, label: str) -> None:
+    if size >= 2**31:
         raise InvalidModelError(
-            f"model file {label} is {len(data)} bytes; protobuf cannot hold 2 GiB or more, so "
+            f"model file {label} is {size} bytes; protobuf cannot hold 2 GiB or more, so "
             "a model this big must keep its weights in external data files")
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -112,7 +145,50 @@ def load_onnx(source: PathLike | bytes | onnx.ModelProto, *, memory_limit: int |
         raise InvalidProtobufError(
             f"{label} is not an ONNX model: it parses as protobuf but holds no graph, IR "
             "version or opset")
-    return _Importer(proto, base_dir=base_dir, memory_limit=memory_limit, source=label).run()
+    return proto
+
+
+def _importer_from_file(f: Any, size: int, label: str, base_dir: str,
+                        memory_limit: int | None) -> _Importer | None:
+    """An importer for the file's structure with its weights left in the file, or ``None``.
+
+    The file is memory-mapped only to walk its wire format; the weights' pages are skipped,
+    not touched, so they never count towards this process's memory.
+    """
+    if size < MIN_SPLIT_FILE_BYTES:
+        return None
+    try:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    try:
+        view = memoryview(mm)
+        try:
+            stripped = strip_raw_data(view)
+        finally:
+            view.release()
+    finally:
+        mm.close()
+    if stripped is None:
+        return None
+    return _stripped_importer(stripped, label, base_dir, memory_limit)
+
+
+def _stripped_importer(stripped: StrippedModel, label: str, base_dir: str | None,
+                       memory_limit: int | None) -> _Importer | None:
+    """An importer for the stripped bytes, or ``None`` when the full bytes must be parsed
+    (they do not parse, or the model needs the opset converter, which needs every weight)."""
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(stripped.data)
+    except (DecodeError, RuntimeError, ValueError):
+        return None  # parse the full bytes: protobuf's own message names the problem
+    default = [imp.version for imp in proto.opset_import if normalize_domain(imp.domain) == ""]
+    if not proto.HasField("graph") or (default and default[0] < MIN_OPSET):
+        return None
+    importer = _Importer(proto, base_dir=base_dir, memory_limit=memory_limit, source=label)
+    importer.raw_slices = stripped.raw_slices
+    return importer
 
 
 def from_onnx(proto: onnx.ModelProto, *, base_dir: str | None = None,
@@ -227,6 +303,9 @@ class _Importer:
         self.opsets: dict[str, int] = {}
         self.inliner: FunctionInliner | None = None
         self._schema_cache: dict[tuple[str, str, int], onnx.defs.OpSchema | None] = {}
+        # (offset, length) of the main graph's i-th initializer's raw_data, for a proto
+        # parsed without those payloads (see _onnx_wire.strip_raw_data).
+        self.raw_slices: dict[int, tuple[int, int]] = {}
 
     # -- model -------------------------------------------------------------------------------
     def run(self) -> Model:
@@ -355,10 +434,12 @@ class _Importer:
 
         # Initializers first: an input that is also an initializer is an overridable one.
         init_protos: dict[str, tuple[np.ndarray, DType]] = {}
-        for t in gp.initializer:
+        slices = self.raw_slices if parent is None else {}
+        for i, t in enumerate(gp.initializer):
             if t.name in init_protos:
                 raise InvalidGraphError(f"{where}: initializer name {t.name!r} is used twice")
-            init_protos[t.name] = self.tensors.to_array(t, f"initializer {t.name!r}")
+            init_protos[t.name] = self.tensors.to_array(t, f"initializer {t.name!r}",
+                                                        slices.get(i))
         for sp in gp.sparse_initializer:
             name = sp.values.name
             if name in init_protos:

@@ -22,7 +22,13 @@ from typing import Any
 from ..errors import InvalidArgumentError, InvalidModelError, PyFlameRTError
 from ..ir import Model
 
-__all__ = ["TorchNotInstalledError", "export_module", "from_torch", "is_torch_module"]
+__all__ = ["DIM_BOUNDS_KEY", "TorchNotInstalledError", "dim_bounds_from_spec", "export_module",
+           "from_torch", "is_torch_module", "parse_dim_bounds"]
+
+#: Model metadata key holding the bounds of ``torch.export.Dim(name, min=, max=)``: JSON
+#: ``{"name": [min or null, max or null]}``. Sessions reject feeds whose dim named ``name``
+#: is outside them (the converted graph was only checked by torch for sizes within).
+DIM_BOUNDS_KEY = "pyflame_rt.dim_bounds"
 
 
 class TorchNotInstalledError(PyFlameRTError, ImportError):
@@ -183,3 +189,51 @@ def eval_mode(module: Any) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+def dim_bounds_from_spec(dynamic_shapes: Any) -> dict[str, list[int | None]]:
+    """``{dim name: [min, max]}`` for every ``torch.export.Dim`` in ``dynamic_shapes`` that
+    has a bound (``None`` for an open side). ``Dim``'s defaults (min 0, no max) are no bound;
+    derived dims (``2 * batch``) follow their root and are not listed."""
+    specs = dynamic_shapes.values() if isinstance(dynamic_shapes, dict) else (
+        dynamic_shapes or ())
+    bounds: dict[str, list[int | None]] = {}
+    for spec in specs:
+        dims = spec.values() if isinstance(spec, dict) else (
+            spec if isinstance(spec, (list, tuple)) else ())
+        for dim in dims:
+            name = getattr(dim, "__name__", None)
+            if not isinstance(name, str) or hasattr(dim, "root"):
+                continue
+            low, high = getattr(dim, "min", None), getattr(dim, "max", None)
+            # torch's "no upper bound" is its own infinity, not an int.
+            low = low if isinstance(low, int) and not isinstance(low, bool) and low > 0 \
+                else None
+            high = high if isinstance(high, int) and not isinstance(high, bool) else None
+            if low is not None or high is not None:
+                bounds[name] = [low, high]
+    return bounds
+
+
+def parse_dim_bounds(text: str) -> dict[str, tuple[int | None, int | None]]:
+    """Read :data:`DIM_BOUNDS_KEY` metadata; raise ``InvalidModelError`` when malformed."""
+    import json
+
+    def bad(why: str) -> InvalidModelError:
+        return InvalidModelError(
+            f"model metadata {DIM_BOUNDS_KEY!r} is malformed ({why}); it must map dim names "
+            "to [min or null, max or null]. Remove the entry or convert the model again")
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    bounds: dict[str, tuple[int | None, int | None]] = {}
+    for name, pair in data.items():
+        if not isinstance(pair, list) or len(pair) != 2 or not all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in pair):
+            raise bad(f"entry {name!r} is not [min or null, max or null]")
+        bounds[str(name)] = (pair[0], pair[1])
+    return bounds

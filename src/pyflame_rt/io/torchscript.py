@@ -105,7 +105,7 @@ def _via_onnx(torch: Any, script: Any, args: tuple, names: list[str], output_nam
     """Fallback: torch's TorchScript-based ONNX exporter, then our ONNX importer."""
     import onnx
 
-    from ._torch_fx import _dim_names_from_spec
+    from ._torch_fx import _dim_names_from_spec, set_dim_bounds
     from .onnx import from_onnx
 
     with torch.no_grad():
@@ -132,6 +132,7 @@ def _via_onnx(torch: Any, script: Any, args: tuple, names: list[str], output_nam
     model = from_onnx(onnx.load_from_string(buf.getvalue()))
     model.producer_name = "pyflame_rt.load_torchscript"
     model.metadata_props["pyflame_rt.torch_route"] = "onnx"
+    set_dim_bounds(model, dynamic_shapes)
     return model
 
 
@@ -177,11 +178,20 @@ def _script_arg_names(script: Any, count: int) -> list[str]:
 
 
 def _to_fx(torch: Any, script: Any, args: tuple) -> Any:
-    """The TorchScript graph as an FX ``GraphModule`` of ATen calls."""
+    """The TorchScript graph as an FX ``GraphModule`` of ATen calls.
+
+    When torch's converter refuses the graph as scripted, it is tried once more with the
+    graph's input checks removed (:func:`_drop_input_checks`): scripted library code such as
+    ``F.group_norm``/``F.instance_norm`` validates sizes in ``prim::Loop``s over
+    ``len(x.size())`` and raise-only ``prim::If``s, which the converter cannot take
+    ("prim::Loop currently cannot run with dynamic value of number of iterations").
+    """
     from torch._export import converter as ts_converter
 
-    try:
+    def convert(simplify: bool) -> Any:
         conv = ts_converter.TS2EPConverter(script, args)
+        if simplify:  # conv.ts_graph is the converter's own lowered copy, never the module's
+            _drop_input_checks(torch, conv.ts_graph)
         lifted, attr_fqn = ts_converter.get_block_to_lifted_attrs(conv.ts_graph)
         graph_converter = ts_converter.TS2FXGraphConverter(
             conv.ts_graph, conv.name_to_param, conv.name_to_buffer, lifted,
@@ -190,12 +200,83 @@ def _to_fx(torch: Any, script: Any, args: tuple) -> Any:
         ts_converter.replace_quantized_ops_with_standard_ops(gm)
         _scalarize_sizes(torch, gm)
         _unwrap_scalar_constants(torch, gm)
+        return gm
+
+    try:
+        try:
+            return convert(simplify=False)
+        except Exception as first:  # noqa: BLE001 - retried below, reported if that fails
+            try:
+                return convert(simplify=True)
+            except Exception:  # noqa: BLE001 - the unsimplified graph's error says more
+                raise first
     except Exception as exc:
         raise InvalidModelError(
             f"cannot convert the TorchScript graph to ATen calls ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:500]}). Tracing with torch.jit.trace or using "
-            "from_torch on the original module may work") from exc
-    return gm
+            f"{_torch_cause(exc)}). Tracing with torch.jit.trace or using from_torch on the "
+            "original module may work") from exc
+
+
+def _torch_cause(exc: BaseException) -> str:
+    """The converter's message with its root cause ("failed for node prim::If" alone does not
+    say why), on one line."""
+    parts = [str(exc)]
+    cause = exc.__cause__
+    while cause is not None and len(parts) < 4:
+        parts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__
+    return " ".join(" <- ".join(parts).split())[:500]
+
+
+#: Graph nodes with effects beyond their outputs: a loop holding one is never dropped.
+_EFFECTS = {"prim::RaiseException", "prim::SetAttr", "prim::CallMethod", "prim::CallFunction",
+            "prim::Print", "aten::warn", "aten::append", "aten::_set_item", "aten::insert",
+            "aten::pop", "aten::clear", "aten::extend"}
+
+
+def _drop_input_checks(torch: Any, graph: Any) -> None:
+    """Remove the script's input validation, in place: every output-less ``prim::If`` whose
+    branches only raise (or do nothing), then loops and values left without a use.
+
+    Such checks reject inputs torch would refuse (e.g. one spatial element in instance
+    norm); exported graphs never keep them either (``torch.export`` of the eager module
+    evaluates them once, at export time). Nothing that computes an output is touched.
+    """
+
+    def raises_or_nothing(block: Any) -> bool:
+        nodes = list(block.nodes())
+        return not list(block.outputs()) and (
+            not nodes or any(n.kind() == "prim::RaiseException" for n in nodes))
+
+    def has_effects(block: Any) -> bool:
+        for n in block.nodes():
+            kind = n.kind()
+            in_place = kind.startswith("aten::") and kind.endswith("_") and \
+                not kind.endswith("__")
+            if kind in _EFFECTS or in_place or any(has_effects(b) for b in n.blocks()):
+                return True
+        return False
+
+    def strip_checks(block: Any) -> None:
+        for n in list(block.nodes()):
+            for b in n.blocks():
+                strip_checks(b)
+            if n.kind() == "prim::If" and n.outputsSize() == 0 and \
+                    all(raises_or_nothing(b) for b in n.blocks()):
+                n.destroy()
+
+    def drop_dead_loops(block: Any) -> None:
+        for n in list(block.nodes()):
+            for b in n.blocks():
+                drop_dead_loops(b)
+            if n.kind() == "prim::Loop" and all(not o.uses() for o in n.outputs()) and \
+                    not any(has_effects(b) for b in n.blocks()):
+                n.destroy()
+
+    strip_checks(graph.block())
+    torch._C._jit_pass_dce(graph)
+    drop_dead_loops(graph.block())
+    torch._C._jit_pass_dce(graph)
 
 
 def _scalarize_sizes(torch: Any, gm: Any) -> None:

@@ -198,11 +198,17 @@ class Node:
 
     def subgraphs(self) -> Iterator[Graph]:
         """Graph-valued attributes (If branches, Loop/Scan bodies)."""
+        # A plain loop, not a generator: passes and inference ask every node this many times
+        # per build, and almost every node answers "none".
+        found: list[Graph] = []
         for value in self.attrs.values():
             if isinstance(value, Graph):
-                yield value
+                found.append(value)
             elif isinstance(value, list):
-                yield from (g for g in value if isinstance(g, Graph))
+                for g in value:
+                    if isinstance(g, Graph):
+                        found.append(g)
+        return iter(found)
 
     def describe(self) -> str:
         """``Conv 'conv1' (x[1,3,224,224], w[64,3,7,7]) -> (y)`` for error messages."""

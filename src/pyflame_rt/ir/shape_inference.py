@@ -21,6 +21,7 @@ Types are merged, never degraded: a dim known as an int is never replaced by a s
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -409,12 +410,93 @@ def _find_schema(op_type: str, domain: str, opset_imports: dict[str, int]) -> Op
     version = opset_imports.get(domain)
     if version is None:
         version = onnx.defs.onnx_opset_version() if domain == "" else None
+    return _schema_at(op_type, domain, version)
+
+
+@functools.lru_cache(maxsize=4096)
+def _schema_at(op_type: str, domain: str, version: int | None) -> OpSchema | None:
+    """ONNX's schema lookup, memoized: the optimizer re-infers every node after each change."""
     try:
         if version is None:
             return onnx.defs.get_schema(op_type, domain)
         return onnx.defs.get_schema(op_type, version, domain)
     except onnx.defs.SchemaError:
         return None
+
+
+# -- memo of ONNX's per-node inference -------------------------------------------------------
+# The optimizer re-runs inference after every change, and a transformer repeats the same
+# layer many times: the same (op, input types, small constants, attributes) query comes back
+# again and again. Its answer depends only on that key, so it is kept, bounded in entries
+# and in the constant bytes the keys hold (constants up to _MAX_CONST_ELEMS elements are part
+# of a query: BatchNormalization's per-channel parameters, a Reshape target, ...).
+_MEMO_MAX_ENTRIES = 8192
+_MEMO_MAX_BYTES = 16 << 20
+_MEMO_MAX_ATTR_BYTES = 1 << 15
+_onnx_memo: dict[Any, tuple[ValueType | None, ...]] = {}
+_memo_bytes = 0
+_UNCACHEABLE = object()
+
+
+def _memo_array(arr: np.ndarray) -> Any:
+    if arr.dtype.kind in "OUSV":
+        return _UNCACHEABLE  # object data has no stable bytes
+    return ("a", arr.dtype.str, arr.shape, arr.tobytes())
+
+
+def _key_bytes(key: Any) -> int:
+    """Bytes of constant data held by a memo key (its arrays' ``tobytes``)."""
+    if isinstance(key, bytes):
+        return len(key)
+    if isinstance(key, tuple):
+        return sum(_key_bytes(k) for k in key)
+    return 0
+
+
+def _memo_attr(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return (type(value).__name__, value)
+    if isinstance(value, np.generic):
+        return ("g", value.dtype.str, value.item())
+    if isinstance(value, np.ndarray):
+        # (A big tensor attribute, e.g. a Constant's value, would bloat the key.)
+        return _memo_array(value) if value.nbytes <= _MEMO_MAX_ATTR_BYTES else _UNCACHEABLE
+    if isinstance(value, (TensorInfo, SequenceInfo, OptionalInfo, MapInfo)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = tuple(_memo_attr(x) for x in value)
+        return _UNCACHEABLE if any(x is _UNCACHEABLE for x in items) else ("l", items)
+    return _UNCACHEABLE  # graphs, protos, importer objects: not worth a key
+
+
+def _memo_key(schema: OpSchema, inputs: Sequence[tuple[ValueType | None, Any] | None],
+              attrs: dict[str, Any], attr_types: dict[str, int], num_outputs: int,
+              opset_imports: dict[str, int]) -> Any:
+    parts: list[Any] = [schema.name, schema.domain, schema.since_version, num_outputs,
+                        tuple(sorted(opset_imports.items()))]
+    for arg in inputs:
+        if arg is None:
+            parts.append(None)
+            continue
+        vtype, const = arg
+        if const is not None and const.size <= _MAX_CONST_ELEMS:
+            data = _memo_array(np.asarray(const))
+            if data is _UNCACHEABLE:
+                return None
+        else:
+            data = None
+        parts.append((vtype, data))
+    for key in sorted(attrs):
+        value = _memo_attr(attrs[key])
+        if value is _UNCACHEABLE:
+            return None
+        parts.append((key, attr_types.get(key), value))
+    try:
+        key_ = tuple(parts)
+        hash(key_)
+    except TypeError:
+        return None
+    return key_
 
 
 _A = onnx.AttributeProto
@@ -455,7 +537,29 @@ def _onnx_infer(schema: OpSchema, inputs: Sequence[tuple[ValueType | None, Any] 
                 attrs: dict[str, Any], attr_types: dict[str, int], num_outputs: int,
                 opset_imports: dict[str, int]) -> list[ValueType | None]:
     """Run ONNX's inference for one node; ``inputs`` holds ``(type, const)`` or ``None`` for an
-    omitted input. Raises ``_OnnxFailure`` with ONNX's message."""
+    omitted input. Raises ``_OnnxFailure`` with ONNX's message. Answers are memoized."""
+    key = _memo_key(schema, inputs, attrs, attr_types, num_outputs, opset_imports)
+    if key is not None:
+        hit = _onnx_memo.get(key)
+        if hit is not None:
+            return list(hit)
+    result = _onnx_infer_uncached(schema, inputs, attrs, attr_types, num_outputs,
+                                  opset_imports)
+    if key is not None:
+        global _memo_bytes
+        size = _key_bytes(key)
+        if len(_onnx_memo) >= _MEMO_MAX_ENTRIES or _memo_bytes + size > _MEMO_MAX_BYTES:
+            _onnx_memo.clear()
+            _memo_bytes = 0
+        _onnx_memo[key] = tuple(result)
+        _memo_bytes += size
+    return result
+
+
+def _onnx_infer_uncached(schema: OpSchema,
+                         inputs: Sequence[tuple[ValueType | None, Any] | None],
+                         attrs: dict[str, Any], attr_types: dict[str, int], num_outputs: int,
+                         opset_imports: dict[str, int]) -> list[ValueType | None]:
     in_names, in_types, in_data = [], {}, {}
     for i, arg in enumerate(inputs):
         if arg is None:
@@ -1139,3 +1243,84 @@ def _scan_shape(ctx: ShapeContext) -> list[ValueType | None]:
 @register_shape_function("", "MeanVarianceNormalization")
 def _same_as_input(ctx: ShapeContext) -> list[ValueType | None]:
     return [ctx.input_types[0] if ctx.input_types else None]
+
+
+# -- pyflame ops (created by the optimizer's fusions; see docs/fused_ops.md) -------------------
+def _input(ctx: ShapeContext, index: int) -> TensorInfo | None:
+    t = ctx.input_types[index] if index < len(ctx.input_types) else None
+    return t if isinstance(t, TensorInfo) else None
+
+
+def _without_fused_attrs(ctx: ShapeContext, *drop: str) -> dict[str, Any]:
+    skip = {"activation", "activation_params", *drop}
+    return {k: v for k, v in ctx.node.attrs.items() if k not in skip}
+
+
+@register_shape_function("pyflame", "Gelu")
+@register_shape_function("pyflame", "BiasGelu")
+@register_shape_function("pyflame", "QuickGelu")
+@register_shape_function("pyflame", "LayerNormalization")
+@register_shape_function("pyflame", "RMSNormalization")
+@register_shape_function("pyflame", "BiasSoftmax")
+@register_shape_function("pyflame", "ChannelAffine")
+def _pyflame_like_input(ctx: ShapeContext) -> list[ValueType | None]:
+    return [_input(ctx, 0)]
+
+
+@register_shape_function("pyflame", "SkipLayerNormalization")
+def _pyflame_skip_layer_norm(ctx: ShapeContext) -> list[ValueType | None]:
+    x = _input(ctx, 0)
+    return [x, x]
+
+
+@register_shape_function("pyflame", "FusedConv")
+def _pyflame_fused_conv(ctx: ShapeContext) -> list[ValueType | None]:
+    return ctx.infer_onnx("Conv", ctx.input_types[:3], _without_fused_attrs(ctx))
+
+
+@register_shape_function("pyflame", "FusedGemm")
+def _pyflame_fused_gemm(ctx: ShapeContext) -> list[ValueType | None]:
+    return ctx.infer_onnx("Gemm", ctx.input_types[:3], _without_fused_attrs(ctx))
+
+
+def _swap_last(t: TensorInfo | None) -> TensorInfo | None:
+    if t is None or t.shape is None or len(t.shape) < 2:
+        return t
+    return TensorInfo(t.dtype, t.shape[:-2] + (t.shape[-1], t.shape[-2]))
+
+
+@register_shape_function("pyflame", "FusedMatMul")
+def _pyflame_fused_matmul(ctx: ShapeContext) -> list[ValueType | None]:
+    a, b = _input(ctx, 0), _input(ctx, 1)
+    if a is None or b is None:
+        return [TensorInfo(a.dtype, None)] if a is not None else []
+    if ctx.node.attrs.get("transA"):
+        a = _swap_last(a)
+    if ctx.node.attrs.get("transB"):
+        b = _swap_last(b)
+    return ctx.infer_onnx("MatMul", [a, b], {})
+
+
+@register_shape_function("pyflame", "Attention")
+def _pyflame_attention(ctx: ShapeContext) -> list[ValueType | None]:
+    x, w = _input(ctx, 0), _input(ctx, 1)
+    if x is None:
+        return []
+    width = None
+    if w is not None and w.shape is not None and len(w.shape) == 2 and \
+            isinstance(w.shape[1], int):
+        width = w.shape[1] // 3
+    if x.shape is None or len(x.shape) != 3:
+        return [TensorInfo(x.dtype, None)]
+    return [TensorInfo(x.dtype, (x.shape[0], x.shape[1], width))]
+
+
+@register_shape_function("pyflame", "EmbedLayerNormalization")
+def _pyflame_embed_layer_norm(ctx: ShapeContext) -> list[ValueType | None]:
+    ids, word = _input(ctx, 0), _input(ctx, 2)
+    if word is None:
+        return []
+    hidden = word.shape[1] if word.shape is not None and len(word.shape) == 2 else None
+    shape = None if ids is None or ids.shape is None else tuple(ids.shape) + (hidden,)
+    out = TensorInfo(word.dtype, shape)
+    return [out, out]

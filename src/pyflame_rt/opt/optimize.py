@@ -5,8 +5,10 @@ The default pipeline (each level includes the ones below it)::
     BASIC     shape_inference, shape_folding, constant_folding, simplify, cse,
               basic_fusions (Conv+BatchNormalization/Add/Mul, MatMul+Add->Gemm,
               Transpose->Gemm, Pad->Conv), dead_code_elimination
-    EXTENDED  gelu_fusion, layernorm_fusion, attention_fusion, skip_layernorm_fusion,
-              activation_fusion (Conv/Gemm/MatMul + activation), matmul_fusion
+    EXTENDED  gelu_fusion, quickgelu_fusion, layernorm_fusion, rmsnorm_fusion,
+              embed_layernorm_fusion, attention_fusion, onnx_attention_fusion,
+              bias_softmax_fusion, skip_layernorm_fusion, matmul_fusion,
+              batchnorm_activation_fusion, activation_fusion (Conv/Gemm/MatMul + activation)
     ALL       layout passes (none yet)
 
 Users add passes with :func:`register_pass` and fusion rules with :func:`register_rule`.
@@ -169,7 +171,8 @@ def _refers_by_name(graph: Graph) -> bool:
 def optimize(graph: Graph | Model, level: Any = OptLevel.ALL, *,
              disabled_optimizers: Iterable[str] = (), ir_version: int | None = None,
              debug: bool | None = None, trace: bool = False,
-             passes: Iterable[Pass] | None = None) -> tuple[Graph, OptimizationReport]:
+             passes: Iterable[Pass] | None = None,
+             extra_passes: Iterable[Pass] = ()) -> tuple[Graph, OptimizationReport]:
     """Optimize ``graph`` in place at ``level``; return it with a report.
 
     Args:
@@ -183,6 +186,9 @@ def optimize(graph: Graph | Model, level: Any = OptLevel.ALL, *,
         debug: Verify after every pass (default: when ``PYFLAME_RT_DEBUG`` is set).
         trace: Record every rule attempt and refusal in ``report.trace``.
         passes: Run these passes instead of the default pipeline.
+        extra_passes: Passes added to the pipeline, e.g. a backend's layout pass
+            (``InferenceSession`` adds :class:`~.passes.layout.LayoutPass` with the
+            backend's block size).
 
     Returns:
         ``(graph, report)``.
@@ -211,7 +217,8 @@ def optimize(graph: Graph | Model, level: Any = OptLevel.ALL, *,
         dbg = bool(os.environ.get("PYFLAME_RT_DEBUG")) if debug is None else debug
         ctx = PassContext(level=lvl, disabled=disabled, ir_version=ir_version,
                           tracer=Tracer() if trace else None, debug=dbg)
-        manager = PassManager(default_passes() if passes is None else passes, lvl,
+        pipeline = list(default_passes() if passes is None else passes) + list(extra_passes)
+        manager = PassManager(pipeline, lvl,
                               disabled=disabled, debug=dbg)
         run = manager.run(graph, ctx)
         report.passes = run.passes_run

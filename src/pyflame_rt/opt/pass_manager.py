@@ -247,7 +247,7 @@ class PassManager:
                         raise self._blame(pass_, run, exc) from exc
                     except PyFlameRTError:
                         raise
-                    except Exception as exc:  # noqa: BLE001 - a pass bug, not the user's
+                    except Exception as exc:
                         # A malformed node the schema check cannot see (custom domains)
                         # must not escape as a bare Python error.
                         raise self._blame(pass_, run, exc) from exc

@@ -486,8 +486,14 @@ class RewriteBuilder:
 
 
 def replace_and_erase(graph: Graph, matched: Iterable[Node], olds: Sequence[Value],
-                      news: Sequence[Value | None]) -> None:
-    """Redirect each old output to its new value, then erase matched nodes left unused."""
+                      news: Sequence[Value | None], *, fresh: Iterable[Value] = ()) -> None:
+    """Redirect each old output to its new value, then erase matched nodes left unused.
+
+    ``fresh`` lists the values the rewrite created: each of them that replaces an old value
+    whose producer was erased takes the old value's name, so fusing never renames a tensor
+    the user can see (an intermediate asked for as an output, a saved optimized model).
+    Values that existed before the rewrite keep their own names.
+    """
     for old, new in zip(olds, news):
         if new is None:
             continue
@@ -503,6 +509,17 @@ def replace_and_erase(graph: Graph, matched: Iterable[Node], olds: Sequence[Valu
                 graph.remove_node(node)
                 remaining.remove(node)
                 progress = True
+    created = {id(v) for v in fresh}
+    for old, new in zip(olds, news):
+        if new is None or id(new) not in created or new.name == old.name:
+            continue
+        if old.producer is not None and old.producer.graph is graph:
+            continue  # the old value is still computed (a kept multi-output node): it keeps it
+        if new.is_graph_output or new.producer is None or new.producer.graph is not graph:
+            continue
+        # The old name is free now: nothing in the graph produces it any more. Give the old
+        # value the new value's (unique) name so no stale object shares it.
+        old.name, new.name = new.name, old.name
 
 
 # ==============================================================================================
@@ -672,7 +689,8 @@ class RewriteRule(Rule):
                 builder._abort()
                 return f"the rewrite gave no replacement for {old.name!r}, which is used"
         builder._commit(before=found.root)
-        replace_and_erase(graph, found.nodes, found.outputs, news)
+        replace_and_erase(graph, found.nodes, found.outputs, news,
+                          fresh=[v for p in builder.pending for v in p.outputs])
         return None
 
     def __repr__(self) -> str:

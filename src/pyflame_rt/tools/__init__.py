@@ -12,8 +12,10 @@ module                 what it does
 ``inspect_model``      ``pyflame-rt inspect``: interface, opsets, ops, parameters
 ``dot``                Graphviz export of a graph
 ``bench``              ``pyflame-rt bench``: latency statistics, ONNX Runtime side by side
+``rss``                peak RSS of one engine, measured alone in a fresh process
 ``profile``            ``pyflame-rt profile``: Chrome trace and the top nodes by time
 ``compare``            ``pyflame-rt compare``: per-tensor errors, first divergent node
+``warmup``             ``pyflame-rt warmup``: compile the kernels, time a model's tactics
 ``gen_docs``           regenerate ``docs/API_Reference.md`` and ``docs/operators.md``
 =====================  ==========================================================
 """

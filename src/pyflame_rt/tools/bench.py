@@ -2,13 +2,18 @@
 
 Both engines get the same feeds. With ONNX Runtime in the comparison the runs are interleaved
 (ours, theirs, theirs, ours, ...) so that a noisy neighbour, turbo or thermal drift hits both
-columns alike instead of whichever engine happened to run second.
+columns alike instead of whichever engine happened to run second. Peak memory cannot be told
+apart that way (one process, one peak), so with a comparison each engine's peak RSS is
+measured alone, in a fresh process that imports only that engine, builds and runs the same
+feeds (:mod:`.rss`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +56,9 @@ class EngineStats:
     build_ms: float
     first_run_ms: float
     latencies_ms: list[float] = field(default_factory=list)
+    #: Peak RSS in bytes: measured alone in a fresh process when engines are compared, the
+    #: bench process's own peak otherwise; ``None`` when the measurement failed.
+    peak_rss_bytes: int | None = None
 
     @property
     def stats(self) -> dict[str, float]:
@@ -71,7 +79,8 @@ class EngineStats:
         return {"name": self.name, "version": self.version, "build_ms": self.build_ms,
                 "first_run_ms": self.first_run_ms, "iterations": len(self.latencies_ms),
                 "latency_ms": self.stats, "throughput_qps": self.qps,
-                "coefficient_of_variation": self.variation}
+                "coefficient_of_variation": self.variation,
+                "peak_rss_bytes": self.peak_rss_bytes}
 
 
 @dataclass
@@ -107,6 +116,20 @@ class BenchResult:
         ours, theirs = self.engines[0].stats[key], self.engines[1].stats[key]
         return ours / theirs if theirs > 0 else None
 
+    @property
+    def rss_scope(self) -> str:
+        """How the engines' ``peak_rss_bytes`` were measured."""
+        if len(self.engines) > 1:
+            return "each engine alone in a fresh process (import, build, runs)"
+        return "this process (import, build, runs)"
+
+    def rss_ratio(self) -> float | None:
+        """ours / ONNX Runtime peak RSS (None without both numbers)."""
+        if len(self.engines) < 2:
+            return None
+        ours, theirs = self.engines[0].peak_rss_bytes, self.engines[1].peak_rss_bytes
+        return ours / theirs if ours and theirs else None
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "model": self.model, "level": self.level, "threads": self.threads,
@@ -115,9 +138,11 @@ class BenchResult:
             "engines": {e.name: e.to_dict() for e in self.engines},
             "peak_rss_bytes": self.peak_rss_bytes, "warnings": self.warnings,
             "notes": self.notes}
+        data["peak_rss_scope"] = self.rss_scope
         if len(self.engines) > 1:
             data["ratio"] = {k: self.ratio(k) for k in ("min", "mean", "median", "p90", "p95",
                                                         "p99", "max")}
+            data["ratio"]["peak_rss"] = self.rss_ratio()
             data["ratio_definition"] = "pyflame-rt time / onnxruntime time (< 1: faster)"
         return data
 
@@ -154,8 +179,12 @@ class BenchResult:
         qps = [e.qps for e in self.engines]
         lines.append(row("throughput", qps, "qps", simple_ratio(*qps[:2])
                          if len(qps) > 1 else None))
-        lines.append(f"peak RSS      : {self.peak_rss_bytes / 2**20:.1f} MiB (whole process"
-                     + (", both engines)" if len(names) > 1 else ")"))
+        rss = "".join(f"{e.peak_rss_bytes / 2**20:>14.1f}" if e.peak_rss_bytes else
+                      f"{'n/a':>14}" for e in self.engines)
+        rss_ratio = self.rss_ratio()
+        lines.append(f"{'peak RSS':<14}{'MiB':>4}{rss}"
+                     + (f"{rss_ratio:>11.2f}x" if rss_ratio is not None else ""))
+        lines.append(f"{'':<18}(peak RSS: {self.rss_scope})")
         if len(names) > 1:
             lines.append("ratio = pyflame-rt / onnxruntime (times: below 1 means pyflame-rt is "
                          "faster; throughput: above 1 means it is)")
@@ -270,9 +299,44 @@ def benchmark(path: str, feeds: Mapping[str, np.ndarray] | None = None, *,
     finally:
         bar.close()
 
+    process_peak = peak_rss_bytes()
+    if compare:
+        _measure_rss_apart(engines, path, proto, feeds, level, threads, notes)
+    else:
+        engines[0].peak_rss_bytes = process_peak
     shapes = {k: (list(np.shape(v)), str(np.asarray(v).dtype)) for k, v in feeds.items()}
     return BenchResult(model=path, inputs=shapes, level=level, threads=threads, warmup=warmup,
-                       engines=engines, peak_rss_bytes=peak_rss_bytes(), notes=notes)
+                       engines=engines, peak_rss_bytes=process_peak, notes=notes)
+
+
+#: Runs each engine makes in its peak-RSS process (the peak is normally reached by the 2nd).
+RSS_RUNS = 3
+
+
+def _measure_rss_apart(engines: list[EngineStats], path: str, proto: Any,
+                       feeds: Mapping[str, np.ndarray], level: str, threads: int,
+                       notes: list[str]) -> None:
+    """Fill each engine's ``peak_rss_bytes`` from a fresh process of its own."""
+    from .common import model_format
+    from .rss import measure_engine_rss
+
+    with tempfile.TemporaryDirectory(prefix="pyflame_rt_bench_") as scratch:
+        feeds_path = os.path.join(scratch, "feeds.npz")
+        np.savez(feeds_path, **{k: np.asarray(v) for k, v in feeds.items()})
+        ort_path = path
+        if model_format(path) != "onnx":  # ONNX Runtime reads our .pfm through its ONNX form
+            ort_path = os.path.join(scratch, "model.onnx")
+            with open(ort_path, "wb") as fh:
+                fh.write(proto.SerializeToString())
+        jobs = [("pyflame-rt", path, level), ("onnxruntime", ort_path, ORT_LEVELS[level])]
+        for engine, (name, model, engine_level) in zip(
+                engines, progress(jobs, desc="peak RSS", unit="engine")):
+            report = measure_engine_rss(name, os.path.abspath(model), feeds_path,
+                                        level=engine_level, threads=threads, runs=RSS_RUNS)
+            if report.ok:
+                engine.peak_rss_bytes = int(report["peak_rss_bytes"])
+            else:
+                notes.append(f"peak RSS of {name} not measured: {report['error']}")
 
 
 def plot_latencies(result: BenchResult, path: str) -> None:

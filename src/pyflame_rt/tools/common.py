@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import resource
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -254,9 +253,10 @@ def graph_inputs_as_args(graph: Graph) -> list[Any]:
 
 # -- the process -------------------------------------------------------------------------------
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    """Peak resident set size of this process so far, in bytes (see :mod:`.rss`)."""
+    from .rss import peak_rss_bytes as peak
+
+    return peak()
 
 
 def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,

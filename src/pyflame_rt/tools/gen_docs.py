@@ -43,6 +43,7 @@ API_MODULES: list[tuple[str, str]] = [
     ("pyflame_rt.tools.compare", "Accuracy debugging (`pyflame-rt compare`)."),
     ("pyflame_rt.tools.bench", "Benchmarking (`pyflame-rt bench`)."),
     ("pyflame_rt.tools.profile", "Profiling (`pyflame-rt profile`)."),
+    ("pyflame_rt.tools.warmup", "Ahead-of-time kernel compilation (`pyflame-rt warmup`)."),
     ("pyflame_rt.tools.flops", "FLOP estimates (`pyflame-rt inspect`)."),
     ("pyflame_rt.tools.dot", "Graphviz export (`pyflame-rt inspect --dot`)."),
 ]

@@ -39,8 +39,8 @@ class TraceSummary:
     def format(self, top: int = 10) -> str:
         total = self.total_node_us or 1
         runs = max(1, self.runs)
-        lines = [f"top {min(top, len(self.by_node))} nodes by time ({self.runs} profiled "
-                 f"run(s), {self.node_events} node events):"]
+        lines = [(f"top {min(top, len(self.by_node))} nodes by time ({self.runs} profiled "
+                  f"run(s), {self.node_events} node events):")]
         width = min(40, max((len(n) for n, *_ in self.by_node[:top]), default=4))
         lines.append(f"  {'node':<{width}}  {'op':<22} {'avg us/run':>11} {'share':>7}")
         for name, op, us, _calls in self.by_node[:top]:
@@ -63,7 +63,12 @@ class TraceSummary:
 
 
 def summarize_trace(events: list[dict[str, Any]]) -> TraceSummary:
-    """Aggregate the ``Node`` events of a Chrome trace by node and by op type."""
+    """Aggregate the ``Node`` events of a Chrome trace by node and by op type.
+
+    A node inside an If/Loop/Scan body (``args.parent_node`` set) is listed as
+    ``parent/node``; its time is already inside its parent's event, so it is not added to
+    ``total_node_us`` again (shares stay relative to the top-level nodes' time).
+    """
     if not isinstance(events, list):
         raise InvalidArgumentError("a Chrome trace is a JSON list of events")
     nodes: dict[str, list[Any]] = {}
@@ -82,9 +87,14 @@ def summarize_trace(events: list[dict[str, Any]]) -> TraceSummary:
             continue
         node_events += 1
         node = name[: -len("_kernel_time")]
-        op = str(ev.get("args", {}).get("op_name", "?"))
+        args = ev.get("args") if isinstance(ev.get("args"), dict) else {}
+        op = str(args.get("op_name", "?"))
+        parent = args.get("parent_node")
+        if parent:
+            node = f"{parent}/{node}"
         dur = int(ev.get("dur", 0))
-        total += dur
+        if not parent:
+            total += dur
         entry = nodes.setdefault(node, [op, 0, 0])
         entry[1] += dur
         entry[2] += 1
@@ -159,4 +169,6 @@ def profile_model(path: str, feeds: Mapping[str, np.ndarray] | None = None, *,
         shutil.move(written, target)
     with open(target, encoding="utf-8") as fh:
         events = json.load(fh)
-    return ProfileResult(target, summarize_trace(events), len(session.graph.nodes), notes)
+    summary = summarize_trace(events)
+    # Node events per run: the plan's nodes plus every node run inside If/Loop/Scan bodies.
+    return ProfileResult(target, summary, summary.node_events // max(1, summary.runs), notes)

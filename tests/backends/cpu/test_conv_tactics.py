@@ -280,6 +280,28 @@ def test_timing_picks_a_verified_tactic_and_caches_it(tmp_path, monkeypatch):
     chooser._caches.clear()
 
 
+def test_reference_is_never_chosen_over_a_working_tactic(tmp_path, monkeypatch):
+    # The reference runs its epilogue as numpy passes that the timing leaves out, so it must
+    # not win by measurement (nor stay chosen from an older cache entry).
+    monkeypatch.setenv("PYFLAME_RT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(chooser, "TIMING_MIN_FLOPS", 0)
+    chooser._caches.clear()
+    geo = _geometry((1, 16, 9, 9), (24, 16, 1, 1), {})
+    pack = PackedWeights(RNG.standard_normal((24, 16, 1, 1)).astype(np.float32), 1)
+    key = f"{geo.key()}|n1|t1"
+    chooser.timing_cache().put(key, "reference")
+
+    def reference_fastest(geo_, pack_, nthreads, candidates=None):
+        return {t.label: (1e-6 if t.name == "reference" else 1e-3)
+                for t in candidates or applicable_tactics(geo_)}
+
+    monkeypatch.setattr(chooser, "measure", reference_fastest)
+    tactic = chooser.choose(geo, pack, 1, {})
+    assert tactic.name != "reference" and tactic in applicable_tactics(geo)
+    assert chooser.timing_cache().get(key) == tactic.label
+    chooser._caches.clear()
+
+
 def test_inaccurate_tactic_is_rejected(monkeypatch):
     geo = _geometry((1, 8, 10, 10), (8, 8, 3, 3), {"pads": [1, 1, 1, 1]})
     pack = PackedWeights(RNG.standard_normal((8, 8, 3, 3)).astype(np.float32), 1)
@@ -322,3 +344,59 @@ def test_timing_cache_ignores_corrupt_files(tmp_path):
     cache.put("k", "im2col")
     cache.save()
     assert chooser.TimingCache(path).get("k") == "im2col"
+
+
+# The depthwise tactic computes output rows in 8-lane vectors: 3x3 kernels at column stride 1
+# or 2 from a zero-bordered copy of each plane, wide stride-2 planes (>= 64 columns) straight
+# from the input with masked loads at the borders, other kernels through a generic vector
+# loop, column strides above 2 through scalar loops; Relu/Clip are applied in registers, the
+# other activations (and a residual) after. Widths around 8 and 64 hit every tail.
+DEPTHWISE_CASES = [
+    ((1, 4, 9, 64), (4, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((2, 3, 8, 67), (3, 1, 3, 3), {"group": 3, "strides": [2, 2], "pads": [0, 0, 1, 1]}),
+    ((1, 2, 7, 70), (2, 1, 3, 3), {"group": 2, "strides": [1, 2], "pads": [1, 0, 1, 2]}),
+    ((1, 3, 5, 65), (6, 1, 3, 3), {"group": 3, "strides": [2, 2]}),
+    ((1, 5, 6, 37), (5, 1, 3, 3), {"group": 5, "pads": [1, 1, 1, 1]}),
+    ((1, 4, 9, 17), (4, 1, 5, 5), {"group": 4, "strides": [2, 2], "pads": [2, 2, 2, 2]}),
+    ((1, 4, 10, 23), (4, 1, 3, 3), {"group": 4, "strides": [1, 3], "pads": [1, 1, 1, 1]}),
+    ((2, 2, 12, 9), (2, 1, 3, 3), {"group": 2, "dilations": [2, 2], "pads": [2, 2, 2, 2]}),
+    ((1, 6, 8, 8), (6, 1, 3, 3), {"group": 6, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 1, 1), (2, 1, 1, 1), {"group": 2}),
+]
+DEPTHWISE_EPILOGUES = [("Relu", 1, 0.0, 0.0), ("Clip", 7, -0.5, 0.75),
+                       ("LeakyRelu", 2, 0.1, 0.0), ("Sigmoid", 3, 0.0, 0.0), ("", 0, 0.0, 0.0)]
+
+
+def _activate(y: np.ndarray, name: str, a0: float, a1: float) -> np.ndarray:
+    if name == "Relu":
+        return np.maximum(y, 0)
+    if name == "Clip":
+        return np.clip(y, a0, a1)
+    if name == "LeakyRelu":
+        return np.where(y >= 0, y, a0 * y)
+    if name == "Sigmoid":
+        return 1 / (1 + np.exp(-y))
+    return y
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("case", range(len(DEPTHWISE_CASES)))
+def test_depthwise_vector_paths(case, nthreads):
+    x_shape, w_shape, attrs = DEPTHWISE_CASES[case]
+    geo = _geometry(x_shape, w_shape, attrs)
+    assert geo.depthwise or geo.g == geo.c
+    rng = np.random.default_rng(40 + case)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    z = rng.standard_normal((geo.n, geo.m, geo.oh, geo.ow)).astype(np.float32)
+    conv = reference("Conv", [x, w, b], attrs)[0].astype(np.float64)
+    scale = float(np.abs(conv).max()) + float(np.abs(z).max())
+    with threads.thread_limit(nthreads):
+        for i, (name, code, a0, a1) in enumerate(DEPTHWISE_EPILOGUES):
+            with_z = (case + i) % 2 == 1
+            run = build(Tactic("depthwise"), geo, PackedWeights(w, geo.g),
+                        Epilogue(code, a0, a1), nthreads)
+            got = run(x, b, z if with_z else None)
+            expected = _activate(conv + z if with_z else conv, name, a0, a1)
+            assert_close(got, expected.astype(np.float32), rtol=1e-4, atol=1e-5 * scale)

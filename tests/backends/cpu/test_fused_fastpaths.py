@@ -261,3 +261,98 @@ def test_batch_norm_fast_path_absorbs_the_relu(also_output_bn):
     assert_close(got[0], np.maximum(bn, 0), rtol=1e-5, atol=1e-5)
     if also_output_bn:
         assert_close(got[1], bn, rtol=1e-5, atol=1e-5)
+
+
+def _concat_bn_model(widths, shape_rest, axis, extra_use: str):
+    """Concat(x0, x1, ...) on the channel axis -> BatchNormalization -> Relu (DenseNet's
+    pre-activation); ``extra_use``: "" or "output" (the Concat is also a graph output) or
+    "consumer" (another node reads it too)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = sum(widths)
+    params = [RNG.standard_normal(c).astype(np.float32) for _ in range(3)]
+    params.append((RNG.random(c) + 0.5).astype(np.float32))
+    inits = [numpy_helper.from_array(p, n) for p, n in zip(params, ["g", "b", "m", "v"])]
+    names = [f"x{i}" for i in range(len(widths))]
+    nodes = [helper.make_node("Concat", names, ["cat"], axis=axis),
+             helper.make_node("BatchNormalization", ["cat", "g", "b", "m", "v"], ["bn"],
+                              epsilon=1e-3),
+             helper.make_node("Relu", ["bn"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_use == "output":
+        outputs.append(helper.make_tensor_value_info("cat", TensorProto.FLOAT, None))
+    elif extra_use == "consumer":
+        nodes.append(helper.make_node("Neg", ["cat"], ["neg"]))
+        outputs.append(helper.make_tensor_value_info("neg", TensorProto.FLOAT, None))
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [shape_rest[0], w,
+                                                                   *shape_rest[1:]])
+              for n, w in zip(names, widths)]
+    graph = helper.make_graph(nodes, "catbn", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=9)
+    return model.SerializeToString(), params
+
+
+@pytest.mark.parametrize("level", ["NONE", "ALL"])
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("widths,rest,axis", [
+    ((3, 5, 1, 8), (1, 7, 5), 1),
+    ((16, 32, 32), (2, 9, 11), 1),
+    ((4, 2), (3, 13), -2),
+    ((6,), (2, 3, 3), 1),
+    ((2, 3, 4), (1, 2, 3, 2), 1),
+])
+def test_concat_batch_norm_reads_the_pieces(widths, rest, axis, nthreads, level):
+    from pyflame_rt.backends.cpu.codegen.affine import ConcatPieces
+
+    data, (g, b, m, v) = _concat_bn_model(widths, rest, axis, "")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.OptLevel, level)
+    opts.intra_op_num_threads = nthreads
+    sess = ort.InferenceSession(data, opts)
+    xs = [RNG.standard_normal((rest[0], w, *rest[1:])).astype(np.float32) for w in widths]
+    feeds = {f"x{i}": x for i, x in enumerate(xs)}
+    cat_steps = [s for s in sess._plan.steps if s.node.op_type == "Concat"]
+    cat = np.concatenate(xs, axis=1)
+    if len(widths) == 1 and level == "ALL":
+        assert not cat_steps  # the optimizer drops a one-input Concat
+    else:
+        # The Concat step hands its inputs over unjoined to the BatchNormalization...
+        assert isinstance(cat_steps[0].fn(*xs), ConcatPieces)
+        # ... but inputs it cannot hand over (float64 here) are joined as usual.
+        wide = cat_steps[0].fn(*[x.astype(np.float64) for x in xs])
+        assert isinstance(wide, np.ndarray) and wide.shape == cat.shape
+    bn = reference("BatchNormalization", [cat, g, b, m, v], {"epsilon": 1e-3}, opset=15)[0]
+    got = sess.run(None, feeds)
+    assert len(got) == 1
+    assert_close(got[0], np.maximum(bn, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra_use", ["output", "consumer"])
+def test_concat_read_elsewhere_is_built(extra_use):
+    from pyflame_rt.backends.cpu.codegen.affine import ConcatPieces
+
+    data, (g, b, m, v) = _concat_bn_model((3, 4), (2, 5, 5), 1, extra_use)
+    sess = ort.InferenceSession(data)
+    xs = [RNG.standard_normal((2, w, 5, 5)).astype(np.float32) for w in (3, 4)]
+    cat_step = next(s for s in sess._plan.steps if s.node.op_type == "Concat")
+    assert not isinstance(cat_step.fn(*xs), ConcatPieces)
+    got = sess.run(None, {"x0": xs[0], "x1": xs[1]})
+    cat = np.concatenate(xs, axis=1)
+    bn = reference("BatchNormalization", [cat, g, b, m, v], {"epsilon": 1e-3}, opset=15)[0]
+    assert_close(got[0], np.maximum(bn, 0), rtol=1e-5, atol=1e-5)
+    assert_close(got[1], cat if extra_use == "output" else -cat)
+
+
+def test_concat_pieces_survive_dead_inputs_and_repeat_runs():
+    # Consecutive calls reuse the data addresses of pieces that are the same array objects;
+    # new arrays (even at a recycled id) must be read afresh.
+    data, (g, b, m, v) = _concat_bn_model((4, 4, 4), (1, 6, 6), 1, "")
+    sess = ort.InferenceSession(data)
+    for seed in range(4):
+        xs = [np.random.default_rng(seed + i).standard_normal((1, 4, 6, 6)).astype(np.float32)
+              for i in range(3)]
+        got = sess.run(None, {f"x{i}": x for i, x in enumerate(xs)})[0]
+        cat = np.concatenate(xs, axis=1)
+        bn = reference("BatchNormalization", [cat, g, b, m, v], {"epsilon": 1e-3}, opset=15)[0]
+        assert_close(got, np.maximum(bn, 0), rtol=1e-5, atol=1e-5)
+        del xs

@@ -379,9 +379,72 @@ def test_float32_fast_pools_1d(attrs):
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 2, 1, 5), (1, 2, 5, 1), (2, 3, 2, 2),
-                                   (1, 4, 14, 14), (1, 2, 7, 9)])
+                                   (1, 4, 14, 14), (1, 2, 7, 9), (1, 2, 20, 17), (2, 2, 3, 33),
+                                   (1, 1, 40, 24)])
 def test_float32_max_pool_3x3_same_planes(shape):
-    # 3x3 / stride 1 / pad 1 has its own kernel (separable maxima, edges fixed up).
+    # 3x3 / stride 1 / pad 1 has its own kernel for rows wider than 16 (separable maxima,
+    # edges fixed up); narrower ones take the vector rows.
     x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
     attrs = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1]}
     assert_close(max_pool(x, **attrs), reference("MaxPool", [x], attrs)[0])
+
+
+# The numba pools compute each output row in 8-lane vectors (tails masked), with kernels of
+# their own for 3x3 max and 2x2 windows at column stride 1 or 2, a generic vector path for
+# other windows at stride <= 2, and a scalar path for larger column strides; unpadded windows
+# read the input in place except on the last planes. Rows of 1..25 outputs cover full vectors,
+# tails and both together.
+VECTOR_CASES = [
+    ((1, 3, 17, 33), {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ((1, 3, 17, 34), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ((2, 2, 9, 25), {"kernel_shape": [3, 3], "strides": [1, 1]}),
+    ((1, 5, 14, 14), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ((1, 5, 15, 15), {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    ((1, 3, 12, 19), {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [1, 0, 0, 1]}),
+    ((1, 3, 13, 40), {"kernel_shape": [2, 3], "strides": [1, 2], "pads": [0, 1, 1, 1]}),
+    ((1, 4, 11, 29), {"kernel_shape": [3, 3], "strides": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((2, 3, 8, 31), {"kernel_shape": [3, 2], "strides": [2, 4], "ceil_mode": 1}),
+    ((1, 2, 3, 3), {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ((1, 2, 9, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 2]}),
+    # Padded max pools of planes at least 32 wide go separably, straight from the input.
+    ((1, 3, 9, 40), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((2, 2, 7, 33), {"kernel_shape": [2, 3], "strides": [1, 2], "pads": [1, 1, 0, 2],
+                     "ceil_mode": 1}),
+    ((1, 2, 10, 35), {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [2, 1, 2, 1],
+                      "dilations": [2, 1]}),
+    ((1, 2, 6, 64), {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [0, 1, 0, 1]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(VECTOR_CASES)))
+def test_float32_vector_pool_paths(case):
+    shape, attrs = VECTOR_CASES[case]
+    x = np.random.default_rng(20 + case).standard_normal(shape).astype(np.float32)
+    for count_include_pad in (0, 1):
+        avg_attrs = {**attrs, "count_include_pad": count_include_pad}
+        assert_close(average_pool(x, **avg_attrs),
+                     reference("AveragePool", [x], avg_attrs, opset=19)[0], rtol=1e-5,
+                     atol=1e-6)
+    # onnx.reference's MaxPool misreads asymmetric pads such as [0, 1, 0, 1] (it pads the
+    # height): ONNX Runtime is the oracle for max.
+    expected = onnxruntime("MaxPool", [x], attrs, opset=21)[0]
+    assert_close(max_pool(x, **attrs), expected)
+    # The same pools on a view of a bigger buffer: the in-place reads stay inside the planes.
+    big = np.full((shape[0] * shape[1] * shape[2] * shape[3] + 5,), 1e30, np.float32)
+    xv = big[:x.size].reshape(shape)
+    xv[...] = x
+    assert_close(max_pool(xv, **attrs), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1280, 7, 7), (3, 5, 13, 13), (2, 3, 1, 1), (1, 2, 17),
+                                   (1, 2, 2, 3, 5), (2, 2, 64, 65)])
+def test_float32_global_average_pool(shape):
+    # Planes up to 4096 elements sum in vectors; bigger ones take numpy's pairwise sums.
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    got = global_average_pool(x)
+    assert got.dtype == np.float32 and got.shape == shape[:2] + (1,) * (len(shape) - 2)
+    expected = x.astype(np.float64).mean(axis=tuple(range(2, x.ndim)), keepdims=True)
+    assert_close(got, expected.astype(np.float32), rtol=1e-5, atol=1e-6)
+    check_kernel(global_average_pool, "GlobalAveragePool", [x], opset=22, rtol=1e-5,
+                 atol=1e-6)
+

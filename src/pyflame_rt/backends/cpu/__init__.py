@@ -15,8 +15,9 @@ __all__ = ["KERNEL_MODULES", "CPUExecutionProvider"]
 #: Kernel modules, by category; each registers its kernels on import.
 KERNEL_MODULES = (
     "math", "activation", "reduction", "tensor", "indexing", "linalg", "nn", "pooling",
-    "normalization", "control_flow", "fused", "attention", "loss", "image", "signal",
-    "quantization", "sequence", "string", "rnn", "random", "ml", "training",
+    "normalization", "control_flow", "fused", "fused_extra", "attention", "loss", "image",
+    "signal", "quantization", "sequence", "string", "rnn", "random", "ml", "training",
+    "conv.nchwc", "blocked",
 )
 
 for _name in KERNEL_MODULES:

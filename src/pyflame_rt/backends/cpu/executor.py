@@ -63,6 +63,10 @@ class ProfileEvent:
     input_shapes: list
     output_shapes: list
     thread_id: int
+    #: The control-flow node(s) whose body ran this node, outermost first, joined by "/"
+    #: ("" at the top level). ONNX Runtime's trace names body nodes unqualified; this keeps
+    #: them apart when two bodies reuse a node name.
+    parent: str = ""
 
 
 def _node_opset(graph: Graph, node: Node) -> int | None:
@@ -152,6 +156,28 @@ def _absorb_activations(steps: list[Step], graph: Graph) -> None:
             step.fn = _passthrough
 
 
+def _absorb_concats(steps: list[Step], graph: Graph) -> None:
+    """Let a specialized step that can read a channel concatenation piece by piece
+    (``absorb_concat``) take the Concat whose output only it reads: the Concat step then
+    hands over its inputs unjoined (e.g. DenseNet's Concat -> BatchNormalization)."""
+    producer = {id(v): step for step in steps for v in step.node.outputs if v is not None}
+    outputs = {id(v) for v in graph.outputs}
+    captured = {id(v) for node in graph.nodes for sub in node.subgraphs()
+                for v in _captured(sub)}
+    for step in steps:
+        absorb = getattr(step.fn, "absorb_concat", None)
+        v = step.node.inputs[0] if step.node.inputs else None
+        src = producer.get(id(v)) if v is not None else None
+        if (absorb is None or src is None or src.node.op_type != "Concat"
+                or src.node.domain not in ("", "ai.onnx") or src.kdef.custom
+                or id(v) in outputs or id(v) in captured or len(v.consumers()) != 1
+                or sum(x is v for x in step.node.inputs) != 1):
+            continue
+        fn = absorb(src.fn, src.node.attrs.get("axis"))
+        if fn is not None:
+            src.fn = fn
+
+
 def compile_plan(graph: Graph, options: CompileOptions | None = None, *,
                  captured: Sequence[Value] = ()) -> CPUPlan:
     """Compile ``graph`` for the CPU. ``captured`` lists outer-scope values (subgraphs)."""
@@ -214,6 +240,7 @@ def compile_plan(graph: Graph, options: CompileOptions | None = None, *,
                           opset or 0))
 
     _absorb_activations(steps, graph)
+    _absorb_concats(steps, graph)
     output_slots = []
     for v in graph.outputs:
         if id(v) not in slot_of:
@@ -254,7 +281,10 @@ class CPUPlan(Plan):
         self.options = options
         self.constant_bytes = constant_bytes
         self.peak_bytes = 0
+        # Sub-plans (If/Loop/Scan bodies) share their parent's list, so the session's trace
+        # holds every executed node; ``profile_parent`` names the node whose body this is.
         self.profile_events: list[ProfileEvent] = []
+        self.profile_parent = ""
         self._subplans: dict[int, CPUPlan] = {}
         self._lock = threading.Lock()
         self._debug = bool(os.environ.get(_DEBUG_ENV))
@@ -365,7 +395,7 @@ class CPUPlan(Plan):
 
     def _context(self, step: Step, env: list[Any], run_options: Any) -> KernelContext:
         def run_graph(subgraph: Graph, inputs: list) -> list:
-            sub = self._subplan(subgraph)
+            sub = self._subplan(subgraph, step.node)
             captured = [env[s] for s in sub.outer_slots]
             return sub.run_slots(inputs, captured, run_options)
 
@@ -373,7 +403,7 @@ class CPUPlan(Plan):
                              run_graph=run_graph, output_present=[s >= 0 for s in step.outputs],
                              rng=self._rng)
 
-    def _subplan(self, subgraph: Graph) -> CPUPlan:
+    def _subplan(self, subgraph: Graph, owner: Node | None = None) -> CPUPlan:
         sub = self._subplans.get(id(subgraph))
         if sub is None:
             with self._lock:
@@ -382,6 +412,11 @@ class CPUPlan(Plan):
                     captured = _unique(_captured(subgraph))
                     sub = compile_plan(subgraph, self.options, captured=captured)
                     sub.outer_slots = [self._slot_of_value(v) for v in captured]
+                    sub.profile_events = self.profile_events
+                    if owner is not None:
+                        name = owner.name or owner.op_type
+                        sub.profile_parent = (f"{self.profile_parent}/{name}"
+                                              if self.profile_parent else name)
                     self._subplans[id(subgraph)] = sub
         return sub
 
@@ -420,7 +455,8 @@ class CPUPlan(Plan):
         self.profile_events.append(ProfileEvent(
             name=step.node.name or step.node.op_type, op_type=step.node.op_type,
             start_ns=start, dur_ns=dur, input_shapes=_shape_list(args),
-            output_shapes=_shape_list(outs), thread_id=threading.get_ident()))
+            output_shapes=_shape_list(outs), thread_id=threading.get_ident(),
+            parent=self.profile_parent))
 
 
 def _constant(v: Value, slot_of: dict[int, int], template: list[Any]) -> Any:

@@ -346,13 +346,52 @@ def _softmax_inplace(s: np.ndarray) -> np.ndarray:
     return s
 
 
+def _compact_mask(x: np.ndarray, full: tuple[int, int, int, int], dtype: Any
+                  ) -> np.ndarray:
+    """``x`` (broadcastable to ``full`` = [B, H, S, S]) as a C-contiguous [B|1, H|1, S|1, S]
+    array of ``dtype``: broadcast axes stay of size 1 (the kernel indexes them at 0), only the
+    key axis is materialized, so every row the kernel reads is unit-stride. Raises ValueError
+    when ``x`` does not broadcast."""
+    if x.ndim > 4 or np.broadcast_shapes(x.shape, full) != full:
+        raise ValueError(f"mask shape {list(x.shape)} does not broadcast to {list(full)}")
+    x4 = x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim < 4 else x
+    shape = tuple(1 if d == 1 else f for d, f in zip(x4.shape[:3], full[:3])) + (full[3],)
+    return np.ascontiguousarray(np.broadcast_to(x4, shape), dtype=dtype)
+
+
+#: Fewest query rows per attention job: smaller GEMMs lose more to call overhead than they
+#: gain in balance.
+_ATTN_MIN_ROWS = 32
+
+
+def _attention_rows(batch: int, heads: int, seq: int, causal: bool) -> int:
+    """Query rows per attention job: whole heads while there are a few jobs per thread;
+    otherwise (few heads, e.g. ViT-tiny's 3 at batch 1) halves, quarters... of them. Causal
+    heads are split at least once: the first block then multiplies only half the keys."""
+    nthreads = threads.current_threads()
+
+    def split_more(blocks: int) -> bool:
+        if seq // (2 * blocks) < _ATTN_MIN_ROWS:
+            return False
+        if causal and blocks < 2:
+            return True
+        return nthreads > 1 and batch * heads * blocks < 4 * nthreads
+
+    blocks = 1
+    while split_more(blocks):
+        blocks *= 2
+    rows = -(-seq // blocks)
+    return min(seq, -(-rows // 8) * 8)
+
+
 def _attention_fast(qkv: np.ndarray, batch: int, seq: int, heads: int, dim: int,
                     attention_bias: np.ndarray | None, mask: np.ndarray | None, scale: float,
                     unidirectional: int, mask_filter_value: float, mask_keep: int
                     ) -> np.ndarray | None:
     """Attention over the packed projections qkv [B, S, 3, H, D] (float32), one job per
-    (batch, head) block: two BLAS calls and the numba masked softmax, the context written
-    straight into its [B, S, H * D] slot."""
+    (batch, head, block of query rows): q k^T on the generated panel GEMM (cblas without
+    it), the numba masked softmax, P v by cblas, the context written straight into its
+    [B, S, H * D] slot."""
     full = (batch, heads, seq, seq)
     keep = add = None
     try:
@@ -360,23 +399,50 @@ def _attention_fast(qkv: np.ndarray, batch: int, seq: int, heads: int, dim: int,
             keep_b = mask.astype(bool, copy=False)
             if not mask_keep:
                 keep_b = ~keep_b
-            keep = np.broadcast_to(keep_b, full).view(np.uint8)
+            keep = _compact_mask(keep_b, full, np.bool_).view(np.uint8)
         if attention_bias is not None:
             if attention_bias.dtype != np.float32:
                 return None
-            add = np.broadcast_to(attention_bias, full)
+            add = _compact_mask(attention_bias, full, np.float32)
     except ValueError:
         return None  # shapes that do not broadcast: the numpy path raises the error
     width = heads * dim
     ctx = np.empty((batch, seq, width), np.float32)
-    dummy_keep = np.ones((1, 1, 1, 1), np.uint8)
-    dummy_add = np.zeros((1, 1, 1, 1), np.float32)
     fp, ilp64 = par.blas()
     par.run("attention", fp, ilp64, np.ascontiguousarray(qkv), ctx, float(scale),
             bool(unidirectional), float(mask_filter_value),
-            keep if keep is not None else dummy_keep, keep is not None,
-            add if add is not None else dummy_add, add is not None)
+            keep if keep is not None else _NO_KEEP, keep is not None,
+            add if add is not None else _NO_ADD, add is not None,
+            _attention_rows(batch, heads, seq, bool(unidirectional)), *_panel_gemm())
     return ctx
+
+
+def _panel_gemm() -> tuple[int, int]:
+    """(address, panel width) of the generated GEMM driver, or (0, 32) to use cblas."""
+    from .codegen.gemm_ir import gemm_kernel
+
+    kernel = gemm_kernel()
+    return (kernel.address, kernel.nr) if kernel is not None else (0, 32)
+
+
+_NO_KEEP = np.ones((1, 1, 1, 1), np.uint8)
+_NO_ADD = np.zeros((1, 1, 1, 1), np.float32)
+
+
+#: Bias values that exclude a key as surely as -inf: exp(s - 1e30 - max) is 0 in float32 for
+#: any finite score s.
+_MASKED_BIAS = -1e30
+
+
+def _is_causal_bias(bias: Any) -> bool:
+    """Whether ``bias`` is a constant float32 [S, S] / [1, S, S] / [1, 1, S, S] causal mask:
+    0 on and below the diagonal, <= -1e30 (or -inf) above it."""
+    if not isinstance(bias, np.ndarray) or bias.dtype != np.float32 or bias.ndim < 2 \
+            or bias.shape[-1] != bias.shape[-2] or any(d != 1 for d in bias.shape[:-2]):
+        return False
+    sq = bias.reshape(bias.shape[-2:])
+    above = np.triu(np.ones(sq.shape, bool), 1)
+    return bool(np.all(sq[~above] == 0) and np.all(sq[above] <= _MASKED_BIAS))
 
 
 def _specialize_attention(ctx: Any) -> Any:
@@ -389,11 +455,15 @@ def _specialize_attention(ctx: Any) -> Any:
     if has_b and (not isinstance(b, np.ndarray) or b.dtype != np.float32 or b.ndim != 1
                   or b.size != w.shape[1]):
         return None
-    from .codegen.gemm import PackedGemm
+    from .codegen.gemm import PackedGemm, known_rows
 
-    packed = PackedGemm(w, b if has_b else None)
+    packed = PackedGemm(w, b if has_b else None, rows=known_rows(ctx))
     attrs = dict(ctx.attrs)
     b_expected = b if has_b else None
+    # A constant causal bias (GPT-2's exported mask: 0 on and below the diagonal, -FLT_MAX
+    # or -inf above) is the same as unidirectional: the kernel then skips the masked keys.
+    causal_bias = consts[3] if _is_causal_bias(consts[3]) else None
+    causal_attrs = {**attrs, "unidirectional": 1}
 
     def run(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None,
             attention_bias: np.ndarray | None = None, mask: np.ndarray | None = None
@@ -404,6 +474,9 @@ def _specialize_attention(ctx: Any) -> Any:
         x2 = X.reshape(-1, X.shape[-1])
         if not x2.flags.c_contiguous:
             x2 = np.ascontiguousarray(x2)
+        if (attention_bias is causal_bias and causal_bias is not None
+                and causal_bias.shape[-1] == X.shape[1]):
+            return _attention_impl(X, W, B, None, mask, qkv=packed(x2), **causal_attrs)
         return _attention_impl(X, W, B, attention_bias, mask, qkv=packed(x2), **attrs)
 
     return run

@@ -18,7 +18,7 @@ import numpy as np
 
 from ...ops import kernel
 from . import threads
-from .codegen import par
+from .codegen import kernels, par
 from .nn import (
     compute_dtype,
     output_wanted,
@@ -277,10 +277,22 @@ def _spatial_axes(X: np.ndarray, op: str) -> tuple[int, ...]:
     return tuple(range(2, X.ndim))
 
 
+#: Spatial sizes up to which float32 GlobalAveragePool sums in float32 vectors (16 partial
+#: sums per plane); larger planes take numpy's pairwise summation.
+_GAP_FAST_MAX = 4096
+
+
 @kernel("GlobalAveragePool", since=1)
 def global_average_pool(X: np.ndarray) -> np.ndarray:
     """ONNX GlobalAveragePool-1/22: mean over all spatial axes, kept as size-1 axes."""
     axes = _spatial_axes(X, "GlobalAveragePool")
+    plane = math.prod(X.shape[2:])
+    if X.dtype == np.float32 and 0 < plane <= _GAP_FAST_MAX and X.size and par.available():
+        # numpy's mean over trailing axes took ~130 us on MobileNet's 1280 x 7 x 7 head.
+        x = np.ascontiguousarray(X)
+        y = np.empty(X.shape[:2] + (1,) * len(axes), np.float32)
+        kernels("pool").global_avg(x.reshape(-1), y.reshape(-1), X.shape[0] * X.shape[1], plane)
+        return y
     ct = compute_dtype(X.dtype)
     return np.mean(X, axis=axes, keepdims=True, dtype=ct).astype(X.dtype, copy=False)
 

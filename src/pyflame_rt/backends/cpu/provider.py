@@ -31,6 +31,17 @@ class CPUExecutionProvider(Backend):
     def shutdown(self) -> None:
         self._plans.clear()
 
+    def layout_block(self, options: CompileOptions) -> int:
+        """The host's vector width in floats (16 with AVX-512, 8 with AVX2) when the
+        generated blocked convolutions are available; 0 when a session forces another conv
+        tactic (``session.pyflame.conv_tactic``), so that choice is honoured."""
+        from .conv import chooser, nchwc
+
+        forced = chooser.forced_tactic(options.config)
+        if forced and forced.partition(":")[0] != "nchwc":
+            return 0
+        return nchwc.vector_width()
+
     def supports_op(self, node: Node, opset: int | None) -> bool:
         try:
             lookup(node.op_type, node.domain, opset)

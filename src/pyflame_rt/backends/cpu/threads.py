@@ -155,9 +155,18 @@ class WorkerPool:
         self._busy = threading.Lock()
         self._task: tuple | None = None
         self._lag = 0.0  # moving average of the caller's waiting share
-        self._backoff = 0  # tasks left to run on the caller alone
+        self._backoff_until = 0.0  # perf_counter() before which the caller runs alone
         self._wake: list[threading.Lock] = []
         self.errors: list[BaseException] = []
+        if self.num_threads > 1:
+            # Load the kernel modules here, before any worker starts: a worker importing a
+            # lazily loaded module while the caller reads it races in CPython 3.11's lazy
+            # loader (AttributeError on a half-initialised module).
+            from .codegen import kernels
+
+            with contextlib.suppress(Exception):  # no numba: the caller runs every job
+                kernels("sync").spin_until_changed  # noqa: B018
+                kernels("par").mark_done  # noqa: B018
         for i in range(self.num_threads - 1):
             wake = threading.Lock()
             wake.acquire()
@@ -169,12 +178,13 @@ class WorkerPool:
     def run(self, driver: Callable[..., int], args: tuple) -> bool:
         """Run ``driver(ctrl, flags, gen, *args)`` on every thread; False (nothing run) when
         the pool is busy with another session's kernel, or while it is backing off."""
-        if self._backoff > 0:
+        if self._backoff_until:
             # Recently the caller spent much of its time waiting for workers that other
             # processes had preempted: run on the caller alone for a while (as fast as one
             # thread, instead of slower), then try the workers again.
-            self._backoff -= 1
-            return False
+            if time.perf_counter() < self._backoff_until:
+                return False
+            self._backoff_until = 0.0
         if not self._busy.acquire(blocking=False):
             return False
         try:
@@ -206,7 +216,9 @@ class WorkerPool:
         preempted = max(0.0, 1.0 - cpu / seconds)
         self._lag = 0.9 * self._lag + 0.1 * min(1.0, waited + preempted)
         if self._lag > _LAG_LIMIT:
-            self._backoff = _BACKOFF_TASKS
+            # A time, not a task count: 200 tasks were ~2.4 whole BERT batch-8 runs on one
+            # thread after any busy moment; the load that caused the lag rarely lasts long.
+            self._backoff_until = time.perf_counter() + _BACKOFF_SECONDS
             self._lag = 0.0
 
     def _worker(self, wake: threading.Lock) -> None:
@@ -237,9 +249,9 @@ class WorkerPool:
 
 #: How long a worker spins for the next task before sleeping.
 SPIN_SECONDS = 200e-6
-#: Waiting share (moving average) above which the pool backs off, and for how many tasks.
+#: Waiting share (moving average) above which the pool backs off, and for how long (s).
 _LAG_LIMIT = 0.25
-_BACKOFF_TASKS = 200
+_BACKOFF_SECONDS = 0.03
 
 
 @functools.cache

@@ -198,7 +198,14 @@ class ConstantFolding(Pass):
             dtype = v.dtype or (DType.STRING if arr.dtype == object
                                 else DType.from_numpy(arr.dtype))
             if v.uses:
-                init = graph.add_initializer(graph.unique_name(v.name), arr, dtype=dtype)
+                # The constant keeps the folded value's name (what users and saved models see);
+                # the dying node output gets a fresh one.
+                # (A graph output keeps its name through replace_all_uses_with.)
+                if v.is_graph_output or v.name in graph.initializers:
+                    name = graph.unique_name(v.name)
+                else:
+                    name, v.name = v.name, graph.unique_name(f"{v.name}_folded")
+                init = graph.add_initializer(name, arr, dtype=dtype)
                 init.type = TensorInfo(dtype, tuple(arr.shape))
                 v.replace_all_uses_with(init)
         graph.remove_node(node)

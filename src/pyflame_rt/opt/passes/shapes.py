@@ -125,6 +125,11 @@ class ShapeFolding(Pass):
         name = vec[i]
         if not isinstance(name, str) or not name:
             return False
+        if any(shape_node.inputs[0] is inp and inp.const_value is None
+               for inp in graph.root.inputs):
+            # Already read off a graph input: moving it to another input declaring the same
+            # dim name (BERT's three inputs share "batch") would flip-flop forever.
+            return False
         for inp in graph.root.inputs:
             if inp.const_value is not None or inp is shape_node.inputs[0]:
                 continue

@@ -236,8 +236,11 @@ class _TransposePair(Rule):
                                  name=node.name or "transpose")
         out = merged.outputs[0]
         out.type = node.outputs[0].type
-        node.outputs[0].replace_all_uses_with(out)
+        old = node.outputs[0]
+        old.replace_all_uses_with(out)
         graph.remove_node(node)
+        if not out.is_graph_output:
+            old.name, out.name = out.name, old.name  # the merged Transpose keeps the name
         if not any(v.uses or v.is_graph_output for v in first.outputs if v is not None):
             graph.remove_node(first)
         return None

@@ -424,7 +424,7 @@ class AttentionFusion(Rule):
                                 name="attention", before=plan["out"].producer)
         new = fused.outputs[0]
         new.type = out.type
-        replace_and_erase(graph, plan["walk"].nodes, [out], [new])
+        replace_and_erase(graph, plan["walk"].nodes, [out], [new], fresh=[new])
 
 
 def attention_rules() -> list[Rule]:

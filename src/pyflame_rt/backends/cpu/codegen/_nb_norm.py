@@ -8,12 +8,19 @@ numpy's ``var``), transcendentals use the vectorizable approximations of ``_nb_v
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ._nb_vmath import exp32, gelu32, gelu_tanh32
+from ._nb_vmath import _bits_to_f32, exp32, gelu32, gelu_tanh32
 from .jit import announce_if_cold, njit
 
-__all__ = ["bias_gelu", "layer_norm", "masked_softmax", "skip_layer_norm", "warm"]
+__all__ = ["attention_probs", "bias_gelu", "layer_norm", "masked_softmax", "skip_layer_norm",
+           "warm"]
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
 
 
 @njit
@@ -132,6 +139,84 @@ def masked_softmax(s, n, r0, r1, scale, causal, causal_offset, fill, keep, has_k
 
 
 @njit
+def _exp_le0(x):
+    """e^x for x <= 0 (softmax arguments), float32 throughout: ``np.floor`` keeps the range
+    reduction in float32 (``math.floor`` returns an int64 and drags the loop into float64:
+    measured 2x slower). Arguments below -87 give ~1e-38 instead of 0; NaN propagates."""
+    c = max(x, np.float32(-87.0))
+    n = np.floor(c * _LOG2E + np.float32(0.5))
+    r = c - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    y = p * _bits_to_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return x if math.isnan(x) else y
+
+
+@njit
+def attention_probs(s, ld, r0, r1, ncols, scale, causal, fill, keep, has_keep, add, has_add,
+                    inv):
+    """Unnormalized softmax of the score rows of queries [r0, r1) (row i of ``s`` at
+    ``i * ld``, ``ncols`` keys): v = s * scale; v = fill where key j > query r (causal) or
+    where ``keep`` is 0; v += add; then e = exp(v - max v) in place, and inv[i] = 1 / sum e
+    (the caller scales the product P V instead of P: ``dim`` values per row, not ``ncols``).
+
+    ``keep`` (uint8) and ``add`` are C-contiguous [1 or S, ncols] (one row for every query,
+    or one per query). Causal rows compute only their visible keys and zero the others.
+    A row masked everywhere (all -inf) gives NaN, as numpy's softmax does.
+    """
+    scale = np.float32(scale)
+    fill = np.float32(fill)
+    plain = not has_keep and not has_add and scale > 0
+    for i in range(r1 - r0):
+        r = r0 + i
+        hi = min(ncols, r + 1) if causal else ncols
+        v = s[i * ld:i * ld + ncols]
+        if hi <= 0:
+            for j in range(ncols):
+                v[j] = np.nan
+            inv[i] = np.float32(1.0)
+            continue
+        w = v[:hi]
+        if plain:
+            # exp(scale * (v - max v)): the scaling folds into the exponent's argument.
+            m = row_max(w)
+            total = np.float32(0.0)
+            for j in range(hi):
+                e = _exp_le0((w[j] - m) * scale)
+                w[j] = e
+                total += e
+        else:
+            if has_add:
+                a = add[r if add.shape[0] > 1 else 0]
+                for j in range(hi):
+                    w[j] = w[j] * scale + a[j]
+            else:
+                for j in range(hi):
+                    w[j] = w[j] * scale
+            if has_keep:
+                k = keep[r if keep.shape[0] > 1 else 0]
+                for j in range(hi):
+                    w[j] = w[j] if k[j] != 0 else fill
+            m = row_max(w)
+            if m == -np.inf:
+                m = np.float32(np.nan)  # every key masked: NaN like numpy (-inf - -inf)
+            total = np.float32(0.0)
+            for j in range(hi):
+                e = _exp_le0(w[j] - m)
+                w[j] = e
+                total += e
+        for j in range(hi, ncols):
+            v[j] = np.float32(0.0)
+        inv[i] = np.float32(1.0) / total
+
+
+@njit
 def bias_gelu(x, y, bias, has_bias, n, approx, r0, r1):
     """y = Gelu(x (+ bias over the last axis)) for rows [r0, r1) of ``n`` elements."""
     for r in range(r0, r1):
@@ -152,7 +237,7 @@ def bias_gelu(x, y, bias, has_bias, n, approx, r0, r1):
                 yr[j] = gelu32(xr[j])
 
 
-announce_if_cold(layer_norm, skip_layer_norm, masked_softmax, bias_gelu)
+announce_if_cold(layer_norm, skip_layer_norm, masked_softmax, attention_probs, bias_gelu)
 
 
 def warm() -> None:
@@ -164,3 +249,6 @@ def warm() -> None:
     masked_softmax(x.copy(), 4, 0, 2, 1.0, True, 0, -np.inf, keep, True,
                    np.zeros((2, 4), np.float32), True)
     bias_gelu(x, x.copy(), g, True, 4, False, 0, 2)
+    inv = np.zeros(2, np.float32)
+    attention_probs(x.copy(), 4, 0, 2, 4, 1.0, True, -np.inf, keep, True,
+                    np.zeros((2, 4), np.float32), True, inv)

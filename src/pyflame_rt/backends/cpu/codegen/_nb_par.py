@@ -17,11 +17,14 @@ otherwise; job tables are int64 arrays built once per shape on the Python side.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core.extending import intrinsic
 
 from ._nb_blas import sgemm, sgemv
 from ._nb_conv import depthwise2d
-from ._nb_epilogue import act_row, bias_act
-from ._nb_norm import bias_gelu, layer_norm, masked_softmax, skip_layer_norm
+from ._nb_epilogue import act_row, affine_at, bias_act
+from ._nb_norm import attention_probs, bias_gelu, layer_norm, skip_layer_norm
 from ._nb_pool import pool2d
 from ._nb_sync import fetch_add, load, pause, store
 from ._nb_wino import wino2_in, wino2_out, wino4_in, wino4_out
@@ -338,6 +341,37 @@ def gemm_bt_small(ctrl, flags, gen, fp, ilp64, jobs, a, b, y, bias, act, a0, a1,
     return _finish(ctrl, n, gen)
 
 
+@intrinsic
+def _call_driver(typingctx, fptr, ctrl, flags, gen, prm):
+    """Call the generated driver ``i64 (i64* ctrl, i64* flags, i64 gen, i64* prm)`` at
+    address ``fptr`` (see ``gemm_ir.py``)."""
+    sig = types.int64(types.int64, ctrl, flags, types.int64, prm)
+
+    def codegen(context, builder, signature, args):
+        fp, c, f, g, p = args
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(i64, [i64.as_pointer(), i64.as_pointer(), i64, i64.as_pointer()])
+
+        def data(aty, val):
+            return context.make_array(aty)(context, builder, val).data
+
+        fn = builder.inttoptr(fp, fnty.as_pointer())
+        return builder.call(fn, [data(signature.args[1], c), data(signature.args[2], f), g,
+                                 data(signature.args[4], p)])
+
+    return sig, codegen
+
+
+@njit
+def gemm_panels(ctrl, flags, gen, fptr, a, y, template):
+    """The generated panel GEMM (``gemm_ir.py``): ``template`` holds its parameters but A's
+    and C's addresses, filled in here (cheaper than from Python on every call)."""
+    prm = template.copy()
+    prm[0] = a.ctypes.data
+    prm[3] = y.ctypes.data
+    return _call_driver(fptr, ctrl, flags, gen, prm)
+
+
 @njit
 def gemv(ctrl, flags, gen, fv, ilp64, jobs, a, b, y, bias, act, a0, a1, k, n_cols, trans_b):
     """One row: jobs (c0, c1) compute y[c0:c1] = a @ B'[:, c0:c1] with BLAS ``sgemv`` (B
@@ -366,20 +400,37 @@ def channel_affine(ctrl, flags, gen, parts, x, y, scale, shift, c, plane, act, a
     BatchNormalization (with a following activation absorbed)."""
     _start(flags, gen)
     n = parts.shape[0]
+    addr = x.ctypes.data
     while True:
         j = _claim(ctrl, flags, gen)
         if j >= n:
             break
         for q in range(parts[j, 0], parts[j, 1]):
             ch = q % c
-            a = scale[ch]
-            b = shift[ch]
-            src = x[q * plane:(q + 1) * plane]
-            dst = y[q * plane:(q + 1) * plane]
-            for i in range(plane):
-                dst[i] = src[i] * a + b
-            if act != 0:
-                act_row(dst, act, a0, a1)
+            affine_at(addr, q * plane, y, q * plane, plane, scale[ch], shift[ch], act, a0, a1)
+        _done(ctrl)
+    return _finish(ctrl, n, gen)
+
+
+@njit
+def channel_affine_pieces(ctrl, flags, gen, parts, addrs, piece, pch, pci, y, scale, shift, c,
+                          plane, act, a0, a1):
+    """:func:`channel_affine` of a channel concatenation read piece by piece (Concat ->
+    BatchNormalization, the concatenation never built): channel ``ch`` of image ``b`` is
+    plane ``b * pch[p] + pci[ch]`` of piece ``p = piece[ch]``, a contiguous float32 array at
+    address ``addrs[p]`` that the caller keeps alive."""
+    _start(flags, gen)
+    n = parts.shape[0]
+    while True:
+        j = _claim(ctrl, flags, gen)
+        if j >= n:
+            break
+        for q in range(parts[j, 0], parts[j, 1]):
+            b = q // c
+            ch = q - b * c
+            p = piece[ch]
+            affine_at(addrs[p], (b * pch[p] + pci[ch]) * plane, y, q * plane, plane, scale[ch],
+                      shift[ch], act, a0, a1)
         _done(ctrl)
     return _finish(ctrl, n, gen)
 
@@ -444,40 +495,106 @@ def activation(ctrl, flags, gen, parts, y, act, a0, a1):
 # -- attention -------------------------------------------------------------------------------
 
 @njit
+def _pack_keys(flat, kbase, row, dim, ncols, nr, kp):
+    """K^T of one head as panels [ceil(ncols / nr), dim, nr] (zero past the last key): the
+    B operand of the generated GEMM (``gemm_ir.py``)."""
+    npan = (ncols + nr - 1) // nr
+    for p in range(npan):
+        for j in range(nr):
+            key = p * nr + j
+            dst = p * dim * nr + j
+            if key < ncols:
+                src = flat[kbase + key * row:kbase + key * row + dim]
+                for d in range(dim):
+                    kp[dst + d * nr] = src[d]
+            else:
+                for d in range(dim):
+                    kp[dst + d * nr] = np.float32(0.0)
+    return npan
+
+
+@njit
 def attention(ctrl, flags, gen, fp, ilp64, qkv, ctx, scale, causal, fill, keep, has_keep, add,
-              has_add):
-    """qkv [B, S, 3, H, D] -> ctx [B, S, H * D]; one job per (batch, head): S = q k^T (cblas,
-    k read transposed in place), the masked softmax of ``_nb_norm``, then S v into ctx's
-    slot. ``keep`` (uint8) and ``add`` are [B, H, S, S] broadcast views (or 1x1x1x1)."""
+              has_add, rows, gfp, nr):
+    """qkv [B, S, 3, H, D] -> ctx [B, S, H * D]; one job per (batch, head, block of ``rows``
+    queries): S = q k^T (a causal block only multiplies the keys it can see), the
+    unnormalized masked softmax of ``_nb_norm``, then S v into ctx's slot, scaled row by row
+    by 1 / sum. q k^T runs on the generated panel GEMM at address ``gfp`` (panels of ``nr``
+    keys, K^T packed per job: ~2x faster than cblas reading k transposed, measured) or, with
+    ``gfp`` 0, on cblas. ``keep`` (uint8) and ``add`` are C-contiguous [B|1, H|1, S|1, S]
+    (or 1x1x1x1 when absent); each thread reuses its buffers."""
     _start(flags, gen)
     batch, seq, _, heads, dim = qkv.shape
     width = heads * dim
     flat = qkv.reshape(-1)
     out = ctx.reshape(-1)
     row = 3 * width
-    n = batch * heads
+    nblk = (seq + rows - 1) // rows
+    n = batch * heads * nblk
+    s = np.empty(rows * seq, np.float32)
+    inv = np.empty(rows, np.float32)
+    kb, kh = keep.shape[0], keep.shape[1]
+    ab, ah = add.shape[0], add.shape[1]
+    use_panels = gfp != 0
+    kp = np.empty(((seq + nr - 1) // nr) * nr * dim if use_panels else 1, np.float32)
+    one_job = np.zeros((1, 4), np.int64)
+    prm = np.zeros(11, np.int64)
+    own_ctrl = np.zeros(4, np.int64)
+    own_flags = np.zeros(8, np.int64)
+    fbytes = flat.ctypes.data
     while True:
         j = _claim(ctrl, flags, gen)
         if j >= n:
             break
-        b = j // heads
-        h = j - b * heads
-        s = np.empty(seq * seq, np.float32)
+        bh = j // nblk
+        r0 = (j - bh * nblk) * rows
+        r1 = min(seq, r0 + rows)
+        b = bh // heads
+        h = bh - b * heads
+        ncols = r1 if causal else seq
         base = b * seq * row + h * dim
-        sgemm(fp, ilp64, 1, seq, seq, dim, flat, base, row, flat, base + width, row, s, 0, seq,
-              0.0)
-        masked_softmax(s, seq, 0, seq, scale, causal, 0, fill,
-                       keep[b, h] if has_keep else keep[0, 0],
-                       has_keep, add[b, h] if has_add else add[0, 0], has_add)
-        sgemm(fp, ilp64, 0, seq, dim, seq, s, 0, seq, flat, base + 2 * width, row, out,
-              b * seq * width + h * dim, width, 0.0)
+        if use_panels:
+            npan = _pack_keys(flat, base + width, row, dim, ncols, nr, kp)
+            one_job[0, 1] = r1 - r0
+            one_job[0, 3] = npan
+            # Parameter slots of gemm_ir.PRM: a lda bp c ldc n k jobs njobs bias has_bias.
+            prm[0] = fbytes + 4 * (base + r0 * row)
+            prm[1] = row
+            prm[2] = kp.ctypes.data
+            prm[3] = s.ctypes.data
+            prm[4] = ncols
+            prm[5] = ncols
+            prm[6] = dim
+            prm[7] = one_job.ctypes.data
+            prm[8] = 1
+            prm[9] = kp.ctypes.data
+            prm[10] = 0
+            own_ctrl[0] = 0
+            own_ctrl[1] = 0
+            _call_driver(gfp, own_ctrl, own_flags, 0, prm)
+        else:
+            sgemm(fp, ilp64, 1, r1 - r0, ncols, dim, flat, base + r0 * row, row, flat,
+                  base + width, row, s, 0, ncols, 0.0)
+        attention_probs(s, ncols, r0, r1, ncols, scale, causal, fill,
+                        keep[b if kb > 1 else 0, h if kh > 1 else 0], has_keep,
+                        add[b if ab > 1 else 0, h if ah > 1 else 0], has_add, inv)
+        obase = (b * seq + r0) * width + h * dim
+        sgemm(fp, ilp64, 0, r1 - r0, dim, ncols, s, 0, ncols, flat, base + 2 * width, row,
+              out, obase, width, 0.0)
+        for i in range(r1 - r0):
+            o = out[obase + i * width:obase + i * width + dim]
+            f = inv[i]
+            for d in range(dim):
+                o[d] *= f
         _done(ctrl)
     return _finish(ctrl, n, gen)
 
 
 DRIVERS = {"conv_gemm": conv_gemm, "conv_im2col": conv_im2col,
            "conv_depthwise": conv_depthwise, "pool": pool, "winograd": winograd, "gemm": gemm,
-           "gemm_bt_small": gemm_bt_small, "gemv": gemv, "channel_affine": channel_affine,
+           "gemm_bt_small": gemm_bt_small, "gemv": gemv, "gemm_panels": gemm_panels,
+           "channel_affine": channel_affine,
+           "channel_affine_pieces": channel_affine_pieces,
            "rows_layer_norm": rows_layer_norm, "rows_skip_layer_norm": rows_skip_layer_norm,
            "rows_bias_gelu": rows_bias_gelu, "activation": activation, "attention": attention}
 
@@ -527,7 +644,19 @@ def warm() -> None:
              1, 4, trans)
     gemm_bt_small(*ctrl(), fp, ilp, np.array([[0, 4]], i64), one, one, out, bias, 0, 0.0, 0.0,
                   1, 4, 1)
+    from .gemm_ir import gemm_kernel, pack_b, run_args
+
+    kern = gemm_kernel()
+    if kern is not None:
+        a2, y2 = np.ones((2, 3), f32), np.zeros((2, 5), f32)
+        panels = pack_b(np.ones((3, 5), f32), kern.nr)
+        jobs = np.array([[0, 2, 0, 1]], i64)
+        gemm_panels(*ctrl(), kern.address, a2, y2, run_args(a2, panels, y2, None, jobs, 5))
     channel_affine(*ctrl(), parts, one, out, bias, bias, 1, 4, 1, 0.0, 0.0)
+    pieces = np.array([one.ctypes.data], i64)
+    zero_i = np.zeros(1, i64)
+    channel_affine_pieces(*ctrl(), parts, pieces, zero_i, np.ones(1, i64), zero_i, out, bias,
+                          bias, 1, 4, 1, 0.0, 0.0)
     rows_layer_norm(*ctrl(), parts, one, out, one, one, True, 1e-5, 4)
     rows_skip_layer_norm(*ctrl(), parts, one, one, one, True, one, one, True, 1e-5, out,
                          out.copy(), 4, 1)
@@ -537,9 +666,9 @@ def warm() -> None:
     ctx = np.zeros((1, 2, 2), f32)
     keep_c = np.ones((1, 1, 1, 1), np.uint8)
     add_c = np.zeros((1, 1, 1, 1), f32)
-    keep_a = np.broadcast_to(np.ones((1, 1, 1, 2), np.uint8), (1, 1, 2, 2))
-    add_a = np.broadcast_to(np.zeros((1, 1, 1, 2), f32), (1, 1, 2, 2))
-    for keep, add in ((keep_c, add_c), (keep_c, add_a), (keep_a, add_c), (keep_a, add_a)):
+    keep_a = np.ones((1, 1, 1, 2), np.uint8)
+    add_a = np.zeros((1, 1, 1, 2), f32)
+    for keep, add in ((keep_c, add_c), (keep_a, add_a)):
         attention(*ctrl(), fp, ilp, qkv, ctx, 1.0, False, -np.inf, keep, keep is keep_a, add,
-                  add is add_a)
+                  add is add_a, 2, 0, 32)
     mark_done(np.zeros(4, i64))

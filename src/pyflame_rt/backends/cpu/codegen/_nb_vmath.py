@@ -52,7 +52,9 @@ def _bits_to_f32(typingctx, bits):
 def exp32(x):
     x = np.float32(x)
     c = min(max(x, np.float32(-88.0)), np.float32(89.0))
-    n = math.floor(c * _LOG2E + np.float32(0.5))
+    # np.floor keeps float32 (math.floor returns an int64, which pulls the loop into float64
+    # and halves its vector width: measured 2x slower).
+    n = np.floor(c * _LOG2E + np.float32(0.5))
     r = c - n * _LN2_HI
     r = r - n * _LN2_LO
     p = np.float32(1.0 / 720.0)

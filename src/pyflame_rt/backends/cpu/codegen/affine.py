@@ -5,11 +5,17 @@ with constant parameters and one output: the four parameter vectors are folded o
 compile time, into ``scale = gamma / sqrt(var + eps)`` and ``shift = beta - mean * scale``
 (in float64), and the run is one numba pass over the planes, split across the session's
 threads. The planner may hand it the activation that follows (``absorb``), e.g. the ReLU of
-DenseNet's pre-activation BN-ReLU-Conv blocks, which then costs nothing.
+DenseNet's pre-activation BN-ReLU-Conv blocks, which then costs nothing, and the channel
+Concat before it (``absorb_concat``): DenseNet concatenates every earlier feature map before
+each BatchNormalization, and reading the pieces where they lie saves building that growing
+tensor once per layer (measured: up to a fifth of DenseNet-121's run time).
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +25,70 @@ from .. import threads
 from . import par
 from .activations import ACT_CODES
 
-__all__ = ["ChannelAffine", "specialize_batch_norm"]
+__all__ = ["ChannelAffine", "ConcatPieces", "specialize_batch_norm"]
 
 #: Elements per parallel job.
 _JOB = 1 << 16
+
+
+class ConcatPieces:
+    """A channel (axis 1) concatenation that was not built: what an absorbed Concat step
+    returns to the one consumer that reads it piece by piece (:meth:`ChannelAffine.__call__`).
+    """
+
+    nbytes = 0  # the pieces are accounted for where they were produced
+
+    def __init__(self, pieces: tuple[np.ndarray, ...]) -> None:
+        self.pieces = pieces
+        first = pieces[0]
+        self.dtype = first.dtype
+        self.shape = (first.shape[0], sum(p.shape[1] for p in pieces), *first.shape[2:])
+
+    def materialize(self) -> np.ndarray:
+        return np.concatenate(self.pieces, axis=1)
+
+
+def _deferred_concat(concat: Callable[..., Any], axis: int) -> Callable[..., Any]:
+    """A Concat step that returns its inputs unjoined when they are float32 arrays of one
+    rank >= 3 that agree outside the channel axis they are joined on; anything else goes to
+    the Concat kernel (which raises the errors)."""
+
+    def run(*inputs: Any) -> Any:
+        first = inputs[0] if inputs else None
+        if (isinstance(first, np.ndarray) and first.dtype == np.float32 and first.ndim >= 3
+                and axis in (1, 1 - first.ndim)):
+            rank, batch, spatial = first.ndim, first.shape[0], first.shape[2:]
+            for x in inputs:
+                if (not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != rank
+                        or x.shape[0] != batch or x.shape[2:] != spatial):
+                    return concat(*inputs)
+            return ConcatPieces(inputs)
+        return concat(*inputs)
+
+    return run
+
+
+_recent = threading.local()
+
+
+def _addresses(pieces: list[np.ndarray]) -> np.ndarray:
+    """The data addresses of ``pieces`` (int64). Reading one costs microseconds
+    (``ndarray.ctypes``), and DenseNet's consecutive concatenations share all their pieces
+    but the last, so the addresses of the previous call are reused for the pieces that are
+    still the very same array objects (weak references: a dead array is never matched)."""
+    refs, known = getattr(_recent, "pieces", ((), None))
+    same = 0
+    for ref, p in zip(refs, pieces):
+        if ref() is not p:
+            break
+        same += 1
+    addrs = np.empty(len(pieces), np.int64)
+    if same:
+        addrs[:same] = known[:same]
+    for i in range(same, len(pieces)):
+        addrs[i] = pieces[i].ctypes.data
+    _recent.pieces = (tuple(refs[:same]) + tuple(weakref.ref(p) for p in pieces[same:]), addrs)
+    return addrs
 
 
 class ChannelAffine:
@@ -36,6 +102,7 @@ class ChannelAffine:
         self.fallback = fallback
         self.act, self.a0, self.a1 = 0, 0.0, 0.0
         self.absorbed: str | None = None
+        self._tables: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
 
     def absorb(self, activation: str) -> bool:
         """Apply ``activation`` (a fused-op activation name) to the output too."""
@@ -45,8 +112,20 @@ class ChannelAffine:
         self.absorbed = activation
         return True
 
-    def __call__(self, X: np.ndarray, *params: Any, _ctx: Any = None) -> np.ndarray:
+    def absorb_concat(self, concat: Callable[..., Any], axis: Any) -> Callable[..., Any] | None:
+        """The replacement of a Concat step (kernel ``concat``, attribute ``axis``) whose
+        output only this BatchNormalization reads: it hands over the pieces unjoined."""
+        if axis is None or not isinstance(axis, (int, np.integer)):
+            return None
+        return _deferred_concat(concat, int(axis))
+
+    def __call__(self, X: Any, *params: Any, _ctx: Any = None) -> np.ndarray:
         c = self.scale.size
+        if isinstance(X, ConcatPieces):
+            if (X.shape[1] == c and par.available()
+                    and all(p is s for p, s in zip(params, self.sources))):
+                return self._pieces(X)
+            X = X.materialize()
         if (X.dtype != np.float32 or X.ndim < 2 or X.shape[1] != c or not par.available()
                 or any(p is not s for p, s in zip(params, self.sources))):
             y = self.fallback(X, *params, _ctx=_ctx)
@@ -57,16 +136,39 @@ class ChannelAffine:
             return y
         x = X if X.flags.c_contiguous else np.ascontiguousarray(X)
         y = np.empty(x.shape, np.float32)
-        planes = x.shape[0] * c
-        plane = x.size // max(planes, 1)
+        parts, plane = self._parts(x.shape)
+        par.run("channel_affine", parts, x.reshape(-1), y.reshape(-1), self.scale, self.shift,
+                c, plane, self.act, self.a0, self.a1)
+        return y
+
+    def _parts(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        c = self.scale.size
+        planes = shape[0] * c
+        plane = math.prod(shape[2:])
         per = max(1, _JOB // max(plane, 1))
         nthreads = threads.current_threads()
         if nthreads > 1:
             per = min(per, max(1, -(-planes // (4 * nthreads))))
         parts = np.array([(a, min(planes, a + per)) for a in range(0, planes, per)],
                          np.int64).reshape(-1, 2)
-        par.run("channel_affine", parts, x.reshape(-1), y.reshape(-1), self.scale, self.shift,
-                c, plane, self.act, self.a0, self.a1)
+        return parts, plane
+
+    def _pieces(self, X: ConcatPieces) -> np.ndarray:
+        pieces = [p if p.flags.c_contiguous else np.ascontiguousarray(p) for p in X.pieces]
+        key = tuple(p.shape[1] for p in pieces)
+        tables = self._tables.get(key)
+        if tables is None:
+            piece = np.repeat(np.arange(len(key), dtype=np.int64), key)
+            starts = np.cumsum((0,) + key[:-1], dtype=np.int64)
+            pci = np.arange(piece.size, dtype=np.int64) - starts[piece]
+            tables = self._tables[key] = (piece, np.array(key, np.int64), pci)
+        piece, pch, pci = tables
+        y = np.empty(X.shape, np.float32)
+        parts, plane = self._parts(X.shape)
+        addrs = _addresses(pieces)
+        # ``pieces`` keeps every source alive until the kernel has read it.
+        par.run("channel_affine_pieces", parts, addrs, piece, pch, pci, y.reshape(-1),
+                self.scale, self.shift, self.scale.size, plane, self.act, self.a0, self.a1)
         return y
 
 

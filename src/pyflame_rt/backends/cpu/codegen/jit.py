@@ -34,7 +34,7 @@ _announced = False
 
 #: Modules of numba kernels, each with a ``warm()`` that compiles its signatures.
 KERNEL_MODULES = ("_nb_vmath", "_nb_epilogue", "_nb_conv", "_nb_wino", "_nb_pool", "_nb_norm",
-                  "_nb_sync", "_nb_par")
+                  "_nb_sync", "_nb_par", "_nb_blocked")
 
 
 def lazy_import(name: str) -> ModuleType:
@@ -88,7 +88,8 @@ def announce_if_cold(*dispatchers: Any) -> None:
 def warmup(progress: Callable[[str, float], None] | None = None) -> float:
     """Compile (or load from the cache) every numba kernel; returns the seconds spent.
 
-    ``progress(module, seconds)`` is called after each kernel module.
+    ``progress(module, seconds)`` is called after each kernel module, then once more for
+    the generated blocked-layout convolutions (``"nchwc"``, see :func:`..conv.nchwc.warm`).
     """
     start = time.perf_counter()
     for name in KERNEL_MODULES:
@@ -97,4 +98,11 @@ def warmup(progress: Callable[[str, float], None] | None = None) -> float:
         module.warm()
         if progress is not None:
             progress(name, time.perf_counter() - t0)
+    # The blocked-layout convolutions are generated LLVM IR, not numba: compiled per variant.
+    from ..conv import nchwc
+
+    t0 = time.perf_counter()
+    nchwc.warm()
+    if progress is not None:
+        progress("nchwc", time.perf_counter() - t0)
     return time.perf_counter() - start

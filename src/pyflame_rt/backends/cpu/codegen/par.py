@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from .. import threads
@@ -34,11 +35,9 @@ def available() -> bool:
     """Whether the numba kernels can run (numba importable and numpy's BLAS found)."""
     ok = _state.get("available")
     if ok is None:
-        try:
-            import numba  # noqa: F401
-            ok = sgemm_info() is not None
-        except ImportError:  # pragma: no cover - numba is a dependency
-            ok = False
+        # find_spec, not import: importing numba costs ~0.5 s and ~70 MB, which a session
+        # whose plan never runs a numba kernel should not pay at build time.
+        ok = importlib.util.find_spec("numba") is not None and sgemm_info() is not None
         _state["available"] = ok
     return bool(ok)
 

@@ -17,6 +17,8 @@ work is cut into jobs (int64 tables built once per shape) that a numba kernel of
   gathers the whole patch matrix (cheap next to the GEMM it feeds).
 * ``depthwise``: one input channel per group (MobileNet): a direct loop per output plane.
 * ``winograd``: F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (:mod:`.winograd`).
+* ``nchwc``: blocked direct convolution with generated AVX-512/AVX2 kernels (:mod:`.nchwc`);
+  ``tile`` is its input-channel chunk (0: all).
 * ``reference``: ``nn.py``'s numpy im2col convolution, then a numpy epilogue; always
   applicable, and the accuracy reference of the others.
 """
@@ -41,6 +43,12 @@ _TILE_BYTES = 1 << 20
 _MIN_TILE = 64
 #: Work per job (multiply-adds) below which splitting costs more than it gains.
 _MIN_JOB_MACS = 1 << 21
+#: Multiply-adds per ``depthwise`` job at least.
+_MIN_DW_JOB_MACS = 1 << 17
+#: Bytes of output per ``gemm`` job, so its epilogue runs on a block still in the L2 cache;
+#: and the fewest columns such a block may have (narrower GEMMs lose BLAS efficiency).
+_OUT_TILE_BYTES = 1 << 18
+_MIN_OUT_TILE = 256
 
 _EMPTY = np.zeros(0, np.float32)
 
@@ -111,6 +119,9 @@ def _parts_per_image(geo: ConvGeometry, nthreads: int) -> int:
 def _build_gemm(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads: int) -> Run:
     n, g, mg, p, m = geo.n, geo.g, geo.mg, geo.p, geo.m
     parts = _parts_per_image(geo, nthreads)
+    # Column blocks small enough that the epilogue finds its block of Y still in the L2
+    # (one pass over a 5 MB output, MobileNet's first 1x1, cost a third of the GEMM).
+    cols = max(parts, -(-mg * p * 4 // _OUT_TILE_BYTES)) if epi.act or nthreads > 1 else parts
     rows: list[tuple[int, int, int, int, int, int]] = []  # n, g, m0, m1, p0, p1
     for b in range(n):
         for gi in range(g):
@@ -118,7 +129,8 @@ def _build_gemm(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue, nthreads:
                 for m0, m1 in split_range(mg, parts, 8):
                     rows.append((b, gi, m0, m1, 0, p))
             else:
-                for p0, p1 in split_range(p, parts, 16, _MIN_TILE):
+                for p0, p1 in split_range(p, cols, 16, _MIN_OUT_TILE if cols > parts
+                                          else _MIN_TILE):
                     rows.append((b, gi, 0, mg, p0, p1))
     jobs = np.array(rows, np.int64).reshape(-1, 6)
     w = pack.flat
@@ -221,8 +233,11 @@ def _build_depthwise(geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
     n, m = geo.n, geo.m
     planes = n * m
     work = planes * geo.p * geo.kh * geo.kw
-    parts = np.array(split_range(planes, _jobs(planes, nthreads, work * 4), 1),
-                     np.int64).reshape(-1, 2)
+    # The vector kernel does ~8 multiply-adds per ns: a job of _MIN_DW_JOB_MACS lasts ~15 us,
+    # several times a hand-off to the other thread (MobileNet's 7x7 and 14x14 layers, 50 us
+    # each, ran on one thread under the GEMM's threshold).
+    jobs = 1 if nthreads <= 1 else max(1, min(planes, 4 * nthreads, work // _MIN_DW_JOB_MACS))
+    parts = np.array(split_range(planes, jobs, 1), np.int64).reshape(-1, 2)
     wflat = pack.flat
     dims = (m, geo.mg, geo.h, geo.w, geo.oh, geo.ow, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh,
             geo.dw, geo.pt, geo.pl, epi.act, epi.a0, epi.a1)
@@ -294,6 +309,11 @@ def applicable_tactics(geo: ConvGeometry) -> list[Tactic]:
         out.append(Tactic("im2col_full"))
     if _is_winograd_shape(geo):
         out.extend([Tactic("winograd", 2), Tactic("winograd", 4)])
+    if not geo.depthwise:
+        from .nchwc import nchwc_chunks, nchwc_supported
+
+        if nchwc_supported(geo):
+            out.extend(Tactic("nchwc", k) for k in nchwc_chunks(geo))
     out.append(Tactic("reference"))
     return out
 
@@ -316,9 +336,13 @@ def build(tactic: Tactic, geo: ConvGeometry, pack: PackedWeights, epi: Epilogue,
         from .winograd import build_winograd
 
         return build_winograd(geo, pack, epi, nthreads, tactic.tile)
+    if name == "nchwc":
+        from .nchwc import build_nchwc
+
+        return build_nchwc(geo, pack, epi, nthreads, tactic.tile)
     if name == "reference":
         return _build_reference(geo, pack, epi, nthreads)
     raise ValueError(f"unknown convolution tactic {tactic.label!r}")
 
 
-TACTICS = ("gemm", "im2col", "im2col_full", "depthwise", "winograd", "reference")
+TACTICS = ("gemm", "im2col", "im2col_full", "depthwise", "winograd", "nchwc", "reference")
