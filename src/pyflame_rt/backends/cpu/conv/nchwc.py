@@ -72,18 +72,10 @@ class _Driver:
     """A generated driver, callable like the numba drivers by the worker pool."""
 
     def __init__(self, address: int, module: Any) -> None:
-        from ..codegen import kernels
-
+        # No numba here: building a plan must not import it (~0.5 s, ~70 MB). The worker
+        # pool loads its numba helpers itself before its threads start (threads.WorkerPool).
         self._fn = _DRIVER_TYPE(address)
         self._module = module  # keeps the code alive
-        # A generated driver may be the first kernel the pool runs, and the pool reads its
-        # lazily imported numba helpers then; while a worker thread is still loading that
-        # module, other threads see it half-initialized (CPython 3.11's LazyLoader): wait
-        # for it to be complete (a few ms at most) before the first run.
-        sync = kernels("sync")
-        deadline = time.monotonic() + 5.0
-        while not hasattr(sync, "fetch_add") and time.monotonic() < deadline:
-            time.sleep(0.002)
 
     def address(self, function: str) -> int:
         """The address of another function of the driver's module (e.g. its job)."""
