@@ -344,6 +344,10 @@ class InferenceSession:
         providers: Execution providers in priority order (names or ``(name, options)``);
             providers this build does not have are skipped with a warning, as ORT does.
         provider_options: Per-provider option dicts (accepted for compatibility).
+        disabled_optimizers: (keyword, as in ONNX Runtime) pass or rule names to switch off
+            for this session, added to ``sess_options.disabled_optimizers``; see
+            ``pyflame_rt.opt.available_optimizers()`` (the session's layout pass is
+            ``"nchwc_layout"``).
 
     Example:
         >>> sess = InferenceSession("model.onnx")
@@ -362,6 +366,15 @@ class InferenceSession:
                 f"{type(self._options).__name__}")
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) \
             else None
+        unknown = sorted(set(kwargs) - {"disabled_optimizers"})
+        if unknown:
+            raise InvalidArgumentError(
+                f"InferenceSession got unexpected keyword argument(s) {unknown}; it accepts "
+                "sess_options, providers, provider_options, disabled_optimizers, "
+                "example_inputs and dynamic_shapes")
+        # Merged here, never written back: the caller's SessionOptions stay as given.
+        self._disabled_optimizers = [*self._options.disabled_optimizers,
+                                     *(kwargs.get("disabled_optimizers") or ())]
         build_start = time.perf_counter()
         self._providers, self._provider_options = _select_providers(providers, provider_options)
         model = load_model(path_or_bytes, example_inputs=example_inputs,
@@ -400,7 +413,7 @@ class InferenceSession:
         layout = LayoutPass(self._backend.layout_block(compile_options))
         self.optimization_report = optimize(
             graph, self._options.opt_level, ir_version=model.ir_version,
-            disabled_optimizers=self._options.disabled_optimizers, extra_passes=[layout])[1]
+            disabled_optimizers=self._disabled_optimizers, extra_passes=[layout])[1]
         if self._options.optimized_model_filepath:
             self._save_optimized(self._options.optimized_model_filepath)
         self._plan = self._backend.compile(graph, compile_options)

@@ -97,12 +97,14 @@ def test_resnet_like_chain_runs_blocked_and_matches_onnxruntime(batch, tmp_path)
     path = tmp_path / "opt.onnx"
     sess = _session(model, WIDTH, str(path))
     ops = _ops(path)
-    # The six convolutions after the pool form one blocked region; the stem (followed by
-    # MaxPool) stays a plain convolution.
-    assert ops.count("pyflame.BlockedConv") == 6, ops
-    assert ops.count("pyflame.ReorderToBlocked") == 1, ops  # the pool output, read twice
+    # The stem, its MaxPool, the six convolutions after it and the head's pooling form one
+    # blocked region: the stem reads the 3-channel input as NCHW, no reorder in.
+    assert ops.count("pyflame.BlockedConv") == 7, ops
+    assert ops.count("pyflame.BlockedMaxPool") == 1, ops
+    assert ops.count("pyflame.BlockedGlobalAveragePool") == 1, ops
+    assert ops.count("pyflame.ReorderToBlocked") == 0, ops
     assert ops.count("pyflame.ReorderFromBlocked") == 2, ops  # the head and an output
-    assert "Conv" in ops or "pyflame.FusedConv" in ops
+    assert "Conv" not in ops and "pyflame.FusedConv" not in ops
     x = RNG.standard_normal((batch, 3, 37, 30)).astype(np.float32)
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     got = sess.run(None, {"x": x})
@@ -123,11 +125,11 @@ def test_pass_counts_and_graph_without_dead_nodes():
     graph = load_onnx(model).graph
     optimize(graph, OptLevel.EXTENDED, ir_version=9)
     result = LayoutPass(WIDTH).run(graph, PassContext(ir_version=9))
-    assert result.counts == {"blocked_conv": 6, "reorder_to_blocked": 1,
-                             "reorder_from_blocked": 2}
+    assert result.counts == {"blocked_conv": 7, "blocked_maxpool": 1,
+                             "blocked_globalaveragepool": 1, "reorder_from_blocked": 2}
     ops = [n.op_type for n in graph.nodes]
     assert ops.count("ReorderFromBlocked") == 2
-    assert sum(op in ("Conv", "FusedConv") for op in ops) == 1  # only the stem is left
+    assert sum(op in ("Conv", "FusedConv") for op in ops) == 0  # the stem joined too
     # Every node's output is read (nothing left for DCE) and the pass is idempotent.
     assert all(v.uses or v.is_graph_output for n in graph.nodes for v in n.outputs)
     assert not LayoutPass(WIDTH).run(graph, PassContext(ir_version=9)).modified

@@ -183,6 +183,20 @@ def test_session_options_fields_and_levels(mlp_bytes):
         assert sess.run(["y"], {"x": _x(1)})[0].shape == (1, 3)
 
 
+def test_disabled_optimizers_keyword_as_in_onnxruntime(mlp_bytes):
+    opts = ort.SessionOptions()
+    fused = ort.InferenceSession(mlp_bytes, opts)
+    assert fused.optimization_report.rules_fired
+    plain = ort.InferenceSession(mlp_bytes, opts,
+                                 disabled_optimizers=list(fused.optimization_report.passes))
+    assert not plain.optimization_report.rules_fired
+    assert opts.disabled_optimizers == []  # merged for the session, not written back
+    np.testing.assert_allclose(plain.run(None, {"x": _x(2)})[0],
+                               fused.run(None, {"x": _x(2)})[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(C.InvalidArgument, match="unexpected keyword"):
+        ort.InferenceSession(mlp_bytes, disabled_optimizer=["cse"])
+
+
 def test_optimized_model_filepath_is_written_and_reloads(tmp_path, mlp_bytes):
     for name in ("opt.onnx", "opt.pfm"):
         opts = ort.SessionOptions()

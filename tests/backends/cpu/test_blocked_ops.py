@@ -112,3 +112,22 @@ def test_bad_inputs_raise():
         bl.blocked_average_pool(x)
     with pytest.raises(ValueError, match="scale and bias"):
         bl.blocked_channel_affine(x, np.ones(40, np.float32), np.ones(40, np.float32))
+
+
+@pytest.mark.parametrize("activation", ["", "Relu", "Sigmoid"])
+@pytest.mark.parametrize("block", [16, 8])
+def test_channel_affine_of_concatenated_pieces(activation, block):
+    xs = [_input(2, c, 4, 5) for c in (2 * block, block, 3)]
+    c = sum(x.shape[1] for x in xs)
+    scale = RNG.standard_normal(c).astype(np.float32)
+    bias = RNG.standard_normal(c).astype(np.float32)
+    pieces = [to_blocked(x, block) for x in xs]
+    got = bl.blocked_channel_affine(pieces[0], scale, bias, *pieces[1:],
+                                    activation=activation, block=block)
+    cat = reference("Concat", xs, {"axis": 1})[0]
+    want = reference("BatchNormalization",
+                     [cat, scale, bias, np.zeros(c, np.float32), np.ones(c, np.float32)],
+                     {"epsilon": 0.0})[0]
+    if activation:
+        want = reference(activation, [want])[0]
+    assert_close(from_blocked(got, c), want, rtol=1e-5, atol=1e-5)

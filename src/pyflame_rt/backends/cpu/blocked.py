@@ -154,28 +154,69 @@ def _padded_params(v: np.ndarray, cb: int, b: int) -> np.ndarray:
     return out
 
 
+_PIECE_PLANS: dict[tuple, tuple] = {}
+
+
+def _pieces_plan(shapes: tuple, nthreads: int) -> tuple:
+    """Tables of :func:`blocked_channel_affine` reading concatenated pieces in place."""
+    key = (shapes, nthreads)
+    plan = _PIECE_PLANS.get(key)
+    if plan is None:
+        pcbs = np.array([sh[1] for sh in shapes], np.int64)
+        pstart = np.concatenate([[0], np.cumsum(pcbs)[:-1]]).astype(np.int64)
+        piece = np.repeat(np.arange(len(shapes), dtype=np.int64), pcbs)
+        n, _, h, w, _ = shapes[0]
+        cbt = int(pcbs.sum())
+        jobs = _row_jobs(n * cbt, h * w, nthreads)
+        plan = (piece, pstart, pcbs, cbt, jobs)
+        if len(_PIECE_PLANS) > 256:
+            _PIECE_PLANS.clear()
+        _PIECE_PLANS[key] = plan
+    return plan
+
+
 @kernel("BlockedChannelAffine", since=1, domain="pyflame")
-def blocked_channel_affine(X: np.ndarray, scale: np.ndarray, bias: np.ndarray, *,
-                           activation: str = "", activation_params: Sequence[float] | None = None,
+def blocked_channel_affine(X: np.ndarray, scale: np.ndarray, bias: np.ndarray,
+                           *more: np.ndarray, activation: str = "",
+                           activation_params: Sequence[float] | None = None,
                            block: int = 16) -> np.ndarray:
     """pyflame BlockedChannelAffine-1: ChannelAffine (activation(X * scale[c] + bias[c])) on a
-    blocked X; padded channels get activation(0)."""
+    blocked X; inputs after ``bias`` are further pieces concatenated with X along the channel
+    blocks first (an absorbed BlockedConcat). Padded channels get activation(0)."""
     from .codegen.activations import act_params
     from .fused import apply_activation
 
-    _check(X, "BlockedChannelAffine", int(block))
-    n, cb, h, w, b = X.shape
+    pieces = (X, *more)
+    for x in pieces:
+        _check(x, "BlockedChannelAffine", int(block))
+    if len({(x.shape[0], *x.shape[2:]) for x in pieces}) != 1:
+        raise ValueError(f"BlockedChannelAffine: pieces of shapes {[x.shape for x in pieces]} "
+                         f"differ outside the channel blocks")
+    n, _, h, w, b = X.shape
+    cb = sum(x.shape[1] for x in pieces)
     if scale.size != bias.size or not 0 < scale.size <= cb * b or scale.size <= (cb - 1) * b:
         raise ValueError(f"BlockedChannelAffine: scale and bias must have the channel count of "
-                         f"X (shape {X.shape}), got {scale.shape} and {bias.shape}")
+                         f"X ({cb} blocks of {b}), got {scale.shape} and {bias.shape}")
     if isinstance(activation, bytes):
         activation = activation.decode()
     s = _padded_params(np.asarray(scale, np.float32), cb, b)
     t = _padded_params(np.asarray(bias, np.float32), cb, b)
-    if not _fast(X):
+    code, a0, a1 = act_params(activation, activation_params)
+    fast = all(_fast(x) for x in pieces)
+    if more and fast and code <= 1 and b in (8, 16):
+        xs = [np.ascontiguousarray(x) for x in pieces]
+        piece, pstart, pcbs, cbt, jobs = _pieces_plan(tuple(x.shape for x in xs),
+                                                      threads.current_threads())
+        addrs = np.array([x.ctypes.data for x in xs], np.int64)
+        y = np.empty((n, cbt, h, w, b), np.float32)
+        threads.run_parallel(kernels("blocked").DRIVERS["blocked_affine_pieces"], jobs, addrs,
+                             piece, pstart, pcbs, y.reshape(-1), s, t, b, cbt, h * w, code)
+        del xs  # the arrays behind ``addrs`` lived until here
+        return y
+    X = np.concatenate(pieces, axis=1) if more else X
+    if not fast:
         y = X.astype(np.float32) * s.reshape(1, cb, 1, 1, b) + t.reshape(1, cb, 1, 1, b)
         return apply_activation(y, activation, activation_params).astype(X.dtype, copy=False)
-    code, a0, a1 = act_params(activation, activation_params)
     pixels = h * w
     jobs = _row_jobs(n * cb, pixels, threads.current_threads())
     x = np.ascontiguousarray(X)

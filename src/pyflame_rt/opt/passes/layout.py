@@ -23,6 +23,18 @@ with explicit reorders at the group's boundary only:
 the plain ONNX ones. Channels past the real count in its output are zero (finite in any
 case), and the weights of those channels are zero for a reader, so they never matter.
 
+The group grows through the ops found between convolutions in CNNs, when they touch another
+member (an input produced by one, or an output read by one), each replaced by a blocked form
+with the same attributes plus ``block`` (``docs/fused_ops.md``): ``MaxPool`` (without a used
+``Indices`` output) -> ``pyflame.BlockedMaxPool``, ``AveragePool`` ->
+``pyflame.BlockedAveragePool`` (both 2-D), ``GlobalAveragePool`` ->
+``pyflame.BlockedGlobalAveragePool``, a channel ``Concat`` whose inputs but the last fill whole
+blocks -> ``pyflame.BlockedConcat`` (blocks simply follow each other), and
+``pyflame.ChannelAffine`` with constant scale/bias -> ``pyflame.BlockedChannelAffine`` (which
+absorbs a converted Concat read by nothing else: its inputs follow ``bias``). Their
+inputs from outside the group count as reorders in the cost rule below; run alone they cost
+none.
+
 A convolution is converted only when the backend can run it blocked: float32, 2-D, a
 constant 4-D ``W``, a known input shape, and for grouped ones whole blocks of channels per
 group; and only inside a group of at least two, so an isolated convolution keeps its
@@ -246,12 +258,29 @@ class LayoutPass(Pass):
                 result.add("reorder_to_blocked")
             return to_blocked[id(v)]
 
+        # A Concat read only by a ChannelAffine is absorbed: the affine reads its pieces.
+        ids = {id(n) for n in chosen}
+        absorbed: dict[int, list[Value]] = {}  # id(Concat output) -> its inputs
         for node in chosen:
+            x = node.inputs[0] if node.inputs else None
+            src = x.producer if x is not None else None
+            if (node.op_type == "ChannelAffine" and src is not None and id(src) in ids
+                    and src.op_type == "Concat" and len(x.uses) == 1
+                    and not x.is_graph_output):
+                absorbed[id(x)] = list(src.inputs)
+        for node in chosen:
+            if node.op_type == "Concat" and id(node.outputs[0]) in absorbed:
+                continue
             if not _is_conv(node):
                 y = node.outputs[0]
                 data = {id(v) for v in _data_inputs(node)}
-                ins = [blocked(v, node) if v is not None and id(v) in data else v
-                       for v in node.inputs]
+                if node.op_type == "ChannelAffine" and id(node.inputs[0]) in absorbed:
+                    parts = [blocked(v, node) for v in absorbed[id(node.inputs[0])]]
+                    ins = [parts[0], *node.inputs[1:3], *parts[1:]]
+                    result.add("absorbed_concat")
+                else:
+                    ins = [blocked(v, node) if v is not None and id(v) in data else v
+                           for v in node.inputs]
                 new = graph.make_node(
                     _BLOCKED_OPS[(node.domain or "", node.op_type)], ins,
                     attrs={**{k: v for k, v in node.attrs.items()
@@ -283,6 +312,8 @@ class LayoutPass(Pass):
         old_ids = {id(n) for n in old}
         for node in chosen:
             y = node.outputs[0]
+            if id(y) in absorbed:
+                continue
             yb = converted[id(y)]
             if y.is_graph_output or any(id(u.node) not in old_ids for u in y.uses):
                 back = graph.make_node("ReorderFromBlocked", [yb],
@@ -407,7 +438,14 @@ def _blocked_global_average_pool(ctx: ShapeContext) -> list[ValueType | None]:
 @register_shape_function("pyflame", "BlockedChannelAffine")
 def _blocked_channel_affine(ctx: ShapeContext) -> list[ValueType | None]:
     x = _tensor(ctx, 0)
-    return [x if x is not None else TensorInfo(DType.FLOAT, None)]
+    if x is None or x.shape is None or len(x.shape) != 5:
+        return [TensorInfo(DType.FLOAT, None)]
+    # Inputs after scale and bias: further pieces along the channel blocks.
+    pieces = [x] + [_tensor(ctx, i) for i in range(3, len(ctx.input_types))]
+    blocks = [p.shape[1] if p is not None and p.shape is not None and len(p.shape) == 5
+              else None for p in pieces]
+    total = sum(blocks) if all(isinstance(b, int) for b in blocks) else None
+    return [TensorInfo(x.dtype, (x.shape[0], total, *x.shape[2:]))]
 
 
 @register_shape_function("pyflame", "BlockedConcat")
