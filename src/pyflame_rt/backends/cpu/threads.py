@@ -143,7 +143,7 @@ class WorkerPool:
     over in microseconds, an idle session costs nothing, and a worker the OS has not
     scheduled (another process holds its core) delays nobody. A worker preempted in the
     middle of a job still makes the caller wait, and a spinning worker competes with the
-    caller when other processes hold the cores: when waiting plus being preempted exceed a
+    caller when other processes hold the cores: when waiting for workers exceeds a
     quarter of the caller's time (moving average), the pool runs the next tasks on the
     caller alone (as fast as one thread, not slower), then tries its workers again.
     """
@@ -197,9 +197,9 @@ class WorkerPool:
                 # first never releases an unlocked lock.
                 if wake.locked():
                     wake.release()
-            start, cpu = time.perf_counter(), time.thread_time()
+            start = time.perf_counter()
             spins = driver(ctrl, self.flags, self._gen, *args)
-            self._observe(spins, time.perf_counter() - start, time.thread_time() - cpu)
+            self._observe(spins, time.perf_counter() - start)
         finally:
             self._busy.release()
         errors = task[3]
@@ -207,14 +207,19 @@ class WorkerPool:
             raise errors[0]
         return True
 
-    def _observe(self, spins: int, seconds: float, cpu: float) -> None:
-        """Track the share of the caller's time lost to an oversubscribed machine: spent
-        waiting for preempted workers, or preempted itself (its CPU time < wall time)."""
+    def _observe(self, spins: int, seconds: float) -> None:
+        """Track the share of the caller's time spent waiting for workers that have not
+        finished their jobs (spinning, so counted by the driver): high when other processes
+        preempt the workers.
+
+        The caller's own CPU time is deliberately not used: it also drops while the caller
+        waits for the GIL or for a worker's hand-over, and counting that as "preempted" made
+        the pool back off on a quiet machine (measured: ResNet-50 at 2 threads ran at
+        one-thread speed, 1.7x slower, in benchmarks/compare.py)."""
         if seconds <= 1e-4:
             return  # too short to tell
         waited = spins * _spin_seconds() / seconds
-        preempted = max(0.0, 1.0 - cpu / seconds)
-        self._lag = 0.9 * self._lag + 0.1 * min(1.0, waited + preempted)
+        self._lag = 0.9 * self._lag + 0.1 * min(1.0, waited)
         if self._lag > _LAG_LIMIT:
             # A time, not a task count: 200 tasks were ~2.4 whole BERT batch-8 runs on one
             # thread after any busy moment; the load that caused the lag rarely lasts long.
@@ -256,15 +261,24 @@ _BACKOFF_SECONDS = 0.03
 
 @functools.cache
 def _spin_seconds() -> float:
-    """Seconds one spin iteration (an atomic load and a ``pause``) takes on this CPU."""
+    """Seconds one spin iteration (an atomic load and a ``pause``) takes on this CPU.
+
+    The fastest of several short measurements: being preempted only ever makes one slower,
+    and a single long measurement taken while another process held the core (e.g. during
+    a benchmark's start-up) overestimated it, which made every later wait look long and the
+    pool back off for the rest of the process (measured: ResNet-50 ran at one-thread speed).
+    """
     from .codegen import kernels
 
     sync = kernels("sync")
     sync.spin_count(100)
-    n = 20000
-    t0 = time.perf_counter()
-    sync.spin_count(n)
-    return max((time.perf_counter() - t0) / n, 1e-9)
+    n = 2000
+    best = float("inf")
+    for _ in range(9):
+        t0 = time.perf_counter()
+        sync.spin_count(n)
+        best = min(best, (time.perf_counter() - t0) / n)
+    return max(best, 1e-9)
 
 
 @functools.cache
