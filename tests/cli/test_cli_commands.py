@@ -16,6 +16,7 @@ import pytest
 from cli_util import assert_one_line_error, conv_mlp_model, ort_run, pyflame_rt
 
 import pyflame_rt as ort
+from pyflame_rt.backends.cpu.conv import nchwc
 from pyflame_rt.models import demo_model_path, make_batch
 
 COMMANDS = ["demo", "run", "bench", "inspect", "optimize", "convert", "profile", "compare",
@@ -355,15 +356,20 @@ def test_profile_writes_ort_layout_chrome_trace(work):
     executed = [n.name for n in ort.InferenceSession(str(work / "demo.onnx")).graph.nodes]
     assert len(nodes) == 3 * len(executed)  # one X event per executed node per run
     assert sorted(e["name"] for e in nodes) == sorted(f"{n}_kernel_time" for n in executed * 3)
-    conv = next(e for e in nodes if e["args"]["op_name"] == "FusedConv")
-    assert conv["args"]["input_type_shape"][0] == {"shape": [1, 1, 32, 32]}
-    assert conv["args"]["output_type_shape"] == [{"shape": [1, 16, 32, 32]}]
+    # The first convolution (1 -> 16 channels): fused with its Relu, and in the CPU's
+    # channel-blocked layout when the layout pass converted the demo's conv chain.
+    convs = [e for e in nodes if e["args"]["op_name"] in ("FusedConv", "BlockedConv")]
+    conv = next(e for e in convs if e["args"]["input_type_shape"][0] == {"shape": [1, 1, 32, 32]})
+    block = nchwc.vector_width()
+    expected = [1, 16, 32, 32] if conv["args"]["op_name"] == "FusedConv" else \
+        [1, -(-16 // block), 32, 32, block]
+    assert conv["args"]["output_type_shape"] == [{"shape": expected}]
     # every node event lies inside a model_run event
     for e in nodes:
         assert any(r["ts"] <= e["ts"] and e["ts"] + e["dur"] <= r["ts"] + r["dur"] + 1
                    for r in runs), e
     assert "top 4 nodes by time" in result.out and "top 4 op types by time" in result.out
-    assert "FusedConv" in result.out
+    assert conv["args"]["op_name"] in result.out
 
 
 # -- compare -----------------------------------------------------------------------------------
