@@ -125,8 +125,7 @@ def test_driver_counts_every_job():
     """The driver protocol: with ``gen`` > 0 the caller publishes it and waits for all."""
     from llvmlite import ir
 
-    from pyflame_rt.backends.cpu.codegen.llvm.conv import _driver
-    from pyflame_rt.backends.cpu.codegen.llvm.irb import I64P
+    from pyflame_rt.backends.cpu.codegen.llvm.irb import I64P, job_driver
 
     module = ir.Module(name="count")
     job = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64P, I64]), name="job")
@@ -135,7 +134,7 @@ def test_driver_counts_every_job():
     slot = e.at(prm, e.b.add(j, ir.Constant(I64, 1)))
     e.b.store(e.b.add(e.b.load(slot), ir.Constant(I64, 1)), slot)
     e.b.ret_void()
-    _driver(module, "drive", job, 0, HOST_WIDTH)
+    job_driver(module, "drive", job, 0, HOST_WIDTH)
     mod = engine.compile_ir("test_count", str(module))
     fn = ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_void_p] * 2, ctypes.c_int64,
                           ctypes.c_void_p)(mod.address("drive"))

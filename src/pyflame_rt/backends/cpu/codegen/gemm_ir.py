@@ -25,7 +25,7 @@ import functools
 import numpy as np
 from llvmlite import ir
 
-from .llvm.irb import F32P, I64, I64P, Emitter, const
+from .llvm.irb import F32P, I64, I64P, Emitter, const, job_driver
 
 __all__ = ["PRM", "GemmKernel", "gemm_kernel", "pack_b", "run_args"]
 
@@ -147,52 +147,11 @@ def _job(module: ir.Module, width: int, mr: int, kernels: list[ir.Function]) -> 
     return fn
 
 
-def _driver(module: ir.Module, width: int, job: ir.Function) -> None:
-    """``i64 gemm_driver(i64* ctrl, i64* flags, i64 gen, i64* prm)``: claim and run jobs;
-    returns how many spins the caller waited."""
-    fn = ir.Function(module, ir.FunctionType(I64, [I64P, I64P, I64, I64P]),
-                     name="gemm_driver")
-    ctrl, flags, gen, prm = fn.args
-    e = Emitter(module, fn, width)
-    b = e.b
-    njobs = b.load(e.at(prm, PRM["njobs"]))
-    published = b.icmp_signed(">", gen, const(0))
-    with b.if_then(published):
-        b.store_atomic(gen, flags, "release", 8)
-    claim = fn.append_basic_block("claim")
-    body = fn.append_basic_block("body")
-    done = fn.append_basic_block("done")
-    b.branch(claim)
-    b.position_at_end(claim)
-    j = b.atomic_rmw("add", ctrl, const(1), "seq_cst")
-    b.cbranch(b.icmp_signed("<", j, njobs), body, done)
-    b.position_at_end(body)
-    b.call(job, [prm, j])
-    b.atomic_rmw("add", e.at(ctrl, 1), const(1), "seq_cst")
-    b.branch(claim)
-    b.position_at_end(done)
-    spins = e.slots(1, I64)[0]
-    b.store(const(0), spins)
-    wait = fn.append_basic_block("wait")
-    spin = fn.append_basic_block("spin")
-    out = fn.append_basic_block("out")
-    b.cbranch(published, wait, out)
-    b.position_at_end(wait)
-    finished = b.load_atomic(e.at(ctrl, 1), "acquire", 8)
-    b.cbranch(b.icmp_signed("<", finished, njobs), spin, out)
-    b.position_at_end(spin)
-    e.pause()
-    b.store(b.add(b.load(spins), const(1)), spins)
-    b.branch(wait)
-    b.position_at_end(out)
-    b.ret(b.load(spins))
-
-
 def module_ir(width: int, mr: int) -> str:
     """The LLVM IR text of the GEMM driver for ``width``-float vectors and ``mr`` rows."""
     module = ir.Module(name=f"pyflame_gemm_{width}_{mr}")
     kernels = [_micro_kernel(module, width, t) for t in range(1, mr + 1)]
-    _driver(module, width, _job(module, width, mr, kernels))
+    job_driver(module, "gemm_driver", _job(module, width, mr, kernels), PRM["njobs"], width)
     return str(module)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from .irb import F32, F32P, I32, I64, I64P, Emitter, const
+from .irb import F32, F32P, I32, I64, I64P, Emitter, const, job_driver
 
 __all__ = ["ACT_IN_KERNEL", "CONV", "PHASED", "REORDER", "UNBLOCK", "conv_module",
            "phased_module", "reorder_module", "unblock_module"]
@@ -40,46 +40,6 @@ REORDER = {name: i for i, name in enumerate(
     ["x", "xb", "n", "c", "h", "w", "cbt", "hp", "wp", "pt", "pl", "nrb", "rpb", "njobs"])}
 #: Activation codes (``codegen.activations.ACT_CODES``) the convolution applies itself.
 ACT_IN_KERNEL = (0, 1, 2, 5, 6, 7)
-
-
-def _driver(module: ir.Module, name: str, job: ir.Function, njobs_slot: int,
-            width: int) -> None:
-    """``i64 name(i64* ctrl, i64* flags, i64 gen, i64* prm)``: claim and run jobs."""
-    fn = ir.Function(module, ir.FunctionType(I64, [I64P, I64P, I64, I64P]), name=name)
-    ctrl, flags, gen, prm = fn.args
-    e = Emitter(module, fn, width)
-    b = e.b
-    njobs = b.load(e.at(prm, njobs_slot))
-    published = b.icmp_signed(">", gen, const(0))
-    with b.if_then(published):
-        b.store_atomic(gen, flags, "release", 8)
-    loop = fn.append_basic_block("claim")
-    body = fn.append_basic_block("job")
-    done = fn.append_basic_block("done")
-    b.branch(loop)
-    b.position_at_end(loop)
-    j = b.atomic_rmw("add", ctrl, const(1), "seq_cst")
-    b.cbranch(b.icmp_signed("<", j, njobs), body, done)
-    b.position_at_end(body)
-    b.call(job, [prm, j])
-    b.atomic_rmw("add", e.at(ctrl, 1), const(1), "seq_cst")
-    b.branch(loop)
-    b.position_at_end(done)
-    spins = e.slots(1, I64)[0]
-    b.store(const(0), spins)
-    wait = fn.append_basic_block("wait")
-    spin = fn.append_basic_block("spin")
-    out = fn.append_basic_block("out")
-    b.cbranch(published, wait, out)
-    b.position_at_end(wait)
-    finished = b.load_atomic(e.at(ctrl, 1), "acquire", 8)
-    b.cbranch(b.icmp_signed("<", finished, njobs), spin, out)
-    b.position_at_end(spin)
-    e.pause()
-    b.store(b.add(b.load(spins), const(1)), spins)
-    b.branch(wait)
-    b.position_at_end(out)
-    b.ret(b.load(spins))
 
 
 def _params(e: Emitter, prm: ir.Value, slots: dict[str, int]) -> dict[str, ir.Value]:
@@ -256,7 +216,7 @@ def conv_module(width: int, bi: int, fc_max: int, owt: int, act: int = 0,
                 v = b.select(real, _activation(e, v, act, a0, a1), e.zero())
                 e.vstore(v, e.at(y, off))
         b.ret_void()
-        _driver(module, "nchwc_conv", job, CONV["njobs"], width)
+        job_driver(module, "nchwc_conv", job, CONV["njobs"], width)
         return str(module)
     # Epilogue: transpose B x B blocks of the tile to NCHW rows, bias, residual, activation.
     with e.for_range(0, fc, name="f") as f:
@@ -277,7 +237,7 @@ def conv_module(width: int, bi: int, fc_max: int, owt: int, act: int = 0,
                     v = _activation(e, v, act, a0, a1)
                     e.masked_store(v, e.at(y, off), mask)
     b.ret_void()
-    _driver(module, "nchwc_conv", job, CONV["njobs"], width)
+    job_driver(module, "nchwc_conv", job, CONV["njobs"], width)
     return str(module)
 
 
@@ -329,7 +289,7 @@ def reorder_module(width: int) -> str:
             with other, e.for_range(0, p["wp"], name="zp") as q:
                 e.vstore(zero, e.at(dst, b.mul(q, const(width))))
     b.ret_void()
-    _driver(module, "nchwc_reorder", job, REORDER["njobs"], width)
+    job_driver(module, "nchwc_reorder", job, REORDER["njobs"], width)
     return str(module)
 
 
@@ -372,7 +332,7 @@ def unblock_module(width: int) -> str:
                             b.add(b.mul(h, p["w"]), w0))
                 e.masked_store(cols[lane], e.at(y, off), mask)
     b.ret_void()
-    _driver(module, "nchwc_unblock", job, UNBLOCK["njobs"], width)
+    job_driver(module, "nchwc_unblock", job, UNBLOCK["njobs"], width)
     return str(module)
 
 

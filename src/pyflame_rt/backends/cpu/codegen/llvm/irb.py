@@ -21,6 +21,7 @@ __all__ = [
     "I64P",
     "Emitter",
     "const",
+    "job_driver",
     "vec",
 ]
 
@@ -180,3 +181,47 @@ class Emitter:
 
     def imin(self, a: ir.Value, x: ir.Value) -> ir.Value:
         return self.b.select(self.b.icmp_signed("<", a, x), a, x)
+
+
+def job_driver(module: ir.Module, name: str, job: ir.Function, njobs_slot: int,
+               width: int) -> None:
+    """``i64 name(i64* ctrl, i64* flags, i64 gen, i64* prm)``: claim job numbers from
+    ``ctrl[0]`` and run ``job(prm, j)`` until ``prm[njobs_slot]`` are taken, count each in
+    ``ctrl[1]``; the caller (``gen > 0``) publishes ``gen`` in ``flags[0]`` first and then
+    waits for the jobs others started. Returns how many spins that wait took (what the
+    worker pool's numba drivers return)."""
+    fn = ir.Function(module, ir.FunctionType(I64, [I64P, I64P, I64, I64P]), name=name)
+    ctrl, flags, gen, prm = fn.args
+    e = Emitter(module, fn, width)
+    b = e.b
+    njobs = b.load(e.at(prm, njobs_slot))
+    published = b.icmp_signed(">", gen, const(0))
+    with b.if_then(published):
+        b.store_atomic(gen, flags, "release", 8)
+    loop = fn.append_basic_block("claim")
+    body = fn.append_basic_block("job")
+    done = fn.append_basic_block("done")
+    b.branch(loop)
+    b.position_at_end(loop)
+    j = b.atomic_rmw("add", ctrl, const(1), "seq_cst")
+    b.cbranch(b.icmp_signed("<", j, njobs), body, done)
+    b.position_at_end(body)
+    b.call(job, [prm, j])
+    b.atomic_rmw("add", e.at(ctrl, 1), const(1), "seq_cst")
+    b.branch(loop)
+    b.position_at_end(done)
+    spins = e.slots(1, I64)[0]
+    b.store(const(0), spins)
+    wait = fn.append_basic_block("wait")
+    spin = fn.append_basic_block("spin")
+    out = fn.append_basic_block("out")
+    b.cbranch(published, wait, out)
+    b.position_at_end(wait)
+    finished = b.load_atomic(e.at(ctrl, 1), "acquire", 8)
+    b.cbranch(b.icmp_signed("<", finished, njobs), spin, out)
+    b.position_at_end(spin)
+    e.pause()
+    b.store(b.add(b.load(spins), const(1)), spins)
+    b.branch(wait)
+    b.position_at_end(out)
+    b.ret(b.load(spins))
